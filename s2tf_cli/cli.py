@@ -1,0 +1,346 @@
+"""The `s2tf` command: a thin Typer layer over `S2TF` (parse, validate, call, print).
+
+Heavy imports (torch, librosa, cv2) happen inside the commands so `s2tf --help` is instant.
+Results go to stdout; progress, warnings and errors go to stderr. A user error prints one line
+and exits with the code documented in `errors.py`; it never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import S2TFError, UsageError
+
+app = typer.Typer(
+    name="s2tf",
+    help="Picture a person, and make them talk, from a clip of their speech (Speech2Talking-Face). "
+    "Outputs are estimates, never identifications, and are stamped as synthetic.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+err = Console(stderr=True)
+log = logging.getLogger("s2tf_cli")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm"}
+
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--weights", "-w", envvar="S2TF_WEIGHTS", help="Registry name, Hub id org/name[@revision], or a folder."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Hugging Face cache folder.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Vary the sample; omit for the deterministic estimate.")]
+PoseOpt = Annotated[Optional[Path], typer.Option("--pose", help="Reference face image whose head pose is kept.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail to stderr.")]
+
+
+class _LevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LevelFormatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn user errors into one line on stderr and a documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except S2TFError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug, not a user error: one line, the traceback only with --verbose
+            if logging.getLogger().isEnabledFor(logging.INFO):
+                err.print_exception()
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            err.print(
+                f"[bold red]error:[/] unexpected {type(exc).__name__}: {first} (rerun with --verbose for details)",
+                highlight=False, markup=True, soft_wrap=True,
+            )  # fmt: skip
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True,
+    )  # fmt: skip
+
+
+def _load(weights: str | None, device: str, cache_dir: Path | None = None):
+    from .pipeline import S2TF
+
+    with err.status("loading model", spinner="dots"):
+        return S2TF.from_pretrained(weights, device=device, cache_dir=cache_dir)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"s2tf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command()
+@handle_errors
+def face(
+    voices: Annotated[list[Path], typer.Argument(help="Voice recording(s): WAV, FLAC, OGG, MP3, M4A, video...")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file (or a folder for several voices).")],
+    pose: PoseOpt = None,
+    seed: SeedOpt = None,
+    n_samples: Annotated[int, typer.Option("--n-samples", "-n", help="How many faces per voice.")] = 1,
+    size: Annotated[Optional[int], typer.Option("--size", help="Output size in pixels (default: model's).")] = None,
+    grid: Annotated[bool, typer.Option("--grid", help="Write the samples as one grid image.")] = False,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    verbose: VerboseOpt = False,
+) -> None:
+    """A frontal face (or one in the pose of --pose) estimated from the voice."""
+    _setup_logging(verbose)
+    from .outputs import check_output
+
+    if n_samples < 1:
+        raise UsageError(f"--n-samples must be at least 1, not {n_samples}")
+    if size is not None and not (16 <= size <= 4096):
+        raise UsageError(f"--size must be between 16 and 4096, not {size}")
+    from .audio import check_readable
+
+    for v in voices:
+        check_readable(v)
+    if pose is not None and not pose.is_file():
+        raise UsageError(f"{pose}: no such file")
+    if len(voices) > 1:
+        if output.suffix.lower() == ".png" or (output.exists() and not output.is_dir()):
+            raise UsageError(f"{output}: several voices need an output folder, not a file")
+        output.mkdir(parents=True, exist_ok=True)
+        targets = [output / f"{Path(v).stem}.png" for v in voices]
+    else:
+        targets = [output]
+    for t in targets:
+        check_output(t, (".png",))
+
+    model = _load(weights, device)
+    from . import images
+    from .outputs import provenance, write_bytes_atomic
+
+    meta = provenance(model.weights_label, "face")
+    with _progress() as bar:
+        task = bar.add_task("generating faces", total=len(voices) * n_samples)
+        for voice, target in zip(voices, targets):
+            faces = model.face(voice, pose=pose, seed=seed, n_samples=n_samples)
+            bar.advance(task, len(faces))
+            if size:
+                faces = [images.resize(f, size) for f in faces]
+            if grid and len(faces) > 1:
+                faces = [images.grid(faces)]
+            for k, img in enumerate(faces):
+                path = target if k == 0 else target.with_name(f"{target.stem}-{k}{target.suffix}")
+                write_bytes_atomic(path, images.png_bytes(img, meta))
+                typer.echo(str(path))
+
+
+@app.command()
+@handle_errors
+def talk(
+    voice: Annotated[Path, typer.Argument(help="Voice recording.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="MP4 file to write.")],
+    pose: PoseOpt = None,
+    fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 25.0,
+    seed: SeedOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    verbose: VerboseOpt = False,
+) -> None:
+    """The voice's face talking, lip-synced, as an H.264 MP4 with the voice as its sound track."""
+    _setup_logging(verbose)
+    from .audio import check_readable
+    from .outputs import check_output
+
+    check_readable(voice)
+    if pose is not None and not pose.is_file():
+        raise UsageError(f"{pose}: no such file")
+    if not (0 < fps <= 120):
+        raise UsageError(f"--fps must be between 0 and 120, not {fps}")
+    check_output(output, (".mp4",))
+    model = _load(weights, device)
+    import math
+
+    wave = model.load_voice(voice)
+    total = math.ceil(len(wave) / model.cfg.audio.sample_rate * fps - 1e-9)
+    with _progress() as bar:
+        task = bar.add_task("rendering frames", total=total)
+        frames = model.talk(wave, output, pose=pose, fps=fps, seed=seed, progress=lambda n: bar.advance(task, n))
+    typer.echo(str(output))
+    log.info("%d frames at %g fps", frames, fps)
+
+
+def _gallery_files(folder: Path) -> list[Path]:
+    if not folder.exists():
+        raise UsageError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: --gallery must be a folder of face images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for p in files:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            log.warning("%s: skipped (not an image file)", p)
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+@app.command()
+@handle_errors
+def retrieve(
+    voice: Annotated[Path, typer.Argument(help="Voice recording.")],
+    gallery: Annotated[Path, typer.Option("--gallery", "-g", help="Folder of face images (searched recursively).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many matches to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every match as JSON on stdout.")] = False,
+    sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet PNG of the top K.")] = None,
+    aligned: Annotated[bool, typer.Option("--aligned", help="Gallery images are already face crops.")] = False,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Rank the faces in your own gallery by how well they match the voice (identity space cosine)."""
+    _setup_logging(verbose)
+    from .audio import check_readable
+    from .outputs import check_output
+
+    check_readable(voice)
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {top_k}")
+    if sheet is not None:
+        check_output(sheet, (".png",))
+    files = _gallery_files(gallery)
+    if not files:
+        raise UsageError(f"{gallery}: no image files found")
+    model = _load(weights, device)
+    with _progress() as bar:
+        task = bar.add_task("embedding gallery", total=len(files))
+        matches, skipped = model.retrieve(voice, files, aligned=aligned, progress=lambda n: bar.advance(task, n))
+    for s in skipped:
+        log.warning("skipped %s", s.reason)
+    if skipped:
+        log.warning("%d of %d gallery files skipped", len(skipped), len(files))
+    if not matches:
+        raise UsageError(f"{gallery}: no usable face images ({len(skipped)} skipped)")
+    if as_json:
+        rows = [{"path": str(m.path), "score": round(m.score, 6), "rank": m.rank} for m in matches]
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{voice.name}: gallery ranked by voice-face identity similarity")
+        table.add_column("rank", justify="right")
+        table.add_column("score", justify="right")
+        table.add_column("image")
+        for m in matches[:top_k]:
+            table.add_row(str(m.rank), f"{m.score:.3f}", str(m.path))
+        Console().print(table)
+    if sheet is not None:
+        from .images import png_bytes
+        from .outputs import provenance, write_bytes_atomic
+        from .sheets import contact_sheet
+
+        img = contact_sheet(matches[:top_k], model.cfg.image_size)
+        write_bytes_atomic(sheet, png_bytes(img, provenance(model.weights_label, "retrieve")))
+        log.info("contact sheet: %s", sheet)
+
+
+@app.command()
+@handle_errors
+def download(
+    weights: Annotated[str, typer.Argument(help="Registry name or Hub id org/name[@revision].")],
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Fetch weights into the Hugging Face cache (for offline use later)."""
+    from .hub import resolve
+
+    with err.status(f"fetching {weights}", spinner="dots"):
+        source = resolve(weights, cache_dir=cache_dir)
+    typer.echo(str(source.folder))
+
+
+@app.command()
+@handle_errors
+def info(weights: WeightsOpt = None, device: DeviceOpt = "auto", cache_dir: CacheOpt = None) -> None:
+    """Which weights would be used, their preset, sizes, revision and checksum, and the device."""
+    from .errors import WeightsError
+    from .pipeline import select_device
+
+    rows = {"s2tf": __version__}
+    try:
+        model = _load(weights, device, cache_dir)
+    except WeightsError as exc:
+        rows["weights"] = f"not available: {exc}"
+        rows["device"] = str(select_device(device))
+    else:
+        rows.update({k: str(v) for k, v in model.info().items()})
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+@app.command()
+@handle_errors
+def push(
+    folder: Annotated[Path, typer.Argument(help="A weights folder (config.json, model.safetensors, README.md).")],
+    repo_id: Annotated[str, typer.Argument(help="Hub repo id, org/name.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+) -> None:
+    """Publish a weights folder to the Hugging Face Hub."""
+    from .hub import push_folder
+
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder")
+    try:
+        revision = push_folder(folder, repo_id, private=private)
+    except S2TFError:
+        raise
+    except Exception as exc:  # network and authentication errors from huggingface_hub
+        raise UsageError(f"{repo_id}: push failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    typer.echo(f"{repo_id}@{revision}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; `argv` lets tests call the real CLI in-process."""
+    app(args=argv, prog_name="s2tf")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,229 @@
+"""Model configuration: typed dataclasses saved as config.json beside the weights.
+
+Presets are data (`PRESETS`), not code forks. Loading is strict: an unknown or missing key is an error,
+so a config written by a different version of the code cannot be silently misread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+# Bumped when the meaning of a weights folder changes; a folder with another major version is refused.
+FORMAT_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A config.json that this version of the code cannot read."""
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 16000  # Hz; every input is resampled to this, mono
+    n_fft: int = 1280  # FFT window in samples (paper: 1280)
+    hop_length: int = 160  # samples per mel frame: 100 mel frames/s, 4 per video frame at 25 fps
+    n_mels: int = 80  # mel bands
+    f_min: float = 55.0  # lowest mel band edge, Hz
+    f_max: float = 7600.0  # highest mel band edge, Hz
+    identity_window_s: float = 3.2  # speech per identity window (paper: 3.2 s); windows are averaged
+    min_duration_s: float = 0.5  # shorter clips carry too little identity to be used
+    content_window: int = 20  # mel frames seen by the content encoder per video frame (0.2 s)
+
+
+@dataclass
+class AudioIdentityConfig:
+    """E_id^a: ResNetSE34-style residual squeeze-excitation network with attentive statistics pooling."""
+
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # per stage
+    layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])  # residual blocks per stage
+    se_reduction: int = 8  # squeeze-excitation bottleneck ratio
+
+
+@dataclass
+class AudioContentConfig:
+    """E_s^a: small conv net over the mel window centred on one video frame."""
+
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+
+
+@dataclass
+class VisualIdentityConfig:
+    """E_id^v: ResNet ("basic" blocks) or ResNeXt ("bottleneck" blocks with groups)."""
+
+    block: str = "bottleneck"  # "basic" or "bottleneck"
+    layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
+    channels: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])  # stage outputs
+    groups: int = 32  # grouped 3x3 convolutions (ResNeXt cardinality); 1 for plain ResNet
+    width_per_group: int = 4  # bottleneck width per group for the first stage (ResNeXt 32x4d)
+    stem: int = 64  # stem channels
+
+
+@dataclass
+class VisualIrrelevantConfig:
+    """E_ir^v: plain strided conv encoder (after Zhou et al. 2019)."""
+
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 512])
+
+
+@dataclass
+class GeneratorConfig:
+    """G: StyleGAN2-style, one block per entry of `channels`, the first at image_size / 2**(blocks-1)."""
+
+    channels: list[int] = field(default_factory=lambda: [512, 512, 512, 256, 128, 64])
+    style_dim: int = 512  # w: output of the mapping MLP over cat(f_id, f_ir)
+    mapping_layers: int = 4  # depth of the mapping MLP
+    noise: bool = True  # per-pixel noise inputs; fixed (deterministic) unless a seed asks otherwise
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Multi-scale patch discriminator (pix2pixHD), used in training only."""
+
+    scales: int = 3
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "paper"  # name of the preset this config came from (informational)
+    image_size: int = 224  # generated face size in pixels (square)
+    id_dim: int = 2048  # length of f_id (identity space)
+    ir_dim: int = 512  # length of f_ir and f_s (identity-irrelevant space and its content subspace)
+    num_identities: int = 5994  # rows of the shared centroid matrix W (training identities)
+    arcface_scale: float = 30.0  # s in Eq. 2
+    arcface_margin: float = 0.3  # m in Eq. 2
+    sample_jitter: float = 0.15  # spread of f_id around the voice's estimate when sampling with a seed
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    audio_identity: AudioIdentityConfig = field(default_factory=AudioIdentityConfig)
+    audio_content: AudioContentConfig = field(default_factory=AudioContentConfig)
+    visual_identity: VisualIdentityConfig = field(default_factory=VisualIdentityConfig)
+    visual_irrelevant: VisualIrrelevantConfig = field(default_factory=VisualIrrelevantConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        blocks = len(self.generator.channels)
+        if self.image_size % 2 ** (blocks - 1):
+            raise ConfigError(
+                f"image_size {self.image_size} must be divisible by 2**{blocks - 1} for {blocks} generator blocks"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        data = dict(data)
+        version = data.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise ConfigError(
+                f"config format_version {version!r} is not supported by this s2tf (reads {FORMAT_VERSION})"
+            )
+        return _build(cls, data, "config")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: config must be a JSON object")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass `cls` from `data`, refusing unknown and missing keys and wrong types."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}")
+    missing = sorted(names - set(data))
+    if missing:
+        raise ConfigError(f"missing key(s) in {where}: {', '.join(missing)}")
+    kwargs = {}
+    for name in names:
+        value, hint = data[name], hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{name} must be an object")
+            value = _build(hint, value, f"{where}.{name}")
+        elif not _type_ok(value, hint):
+            raise ConfigError(f"{where}.{name} has the wrong type: {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if getattr(hint, "__origin__", None) is list:
+        (item,) = hint.__args__
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    return True
+
+
+def _cpu_preset() -> ModelConfig:
+    return ModelConfig(
+        preset="cpu",
+        image_size=128,
+        id_dim=256,
+        ir_dim=128,
+        num_identities=1000,
+        audio=AudioConfig(n_fft=640),
+        audio_identity=AudioIdentityConfig(channels=[16, 32, 64, 128], layers=[1, 2, 2, 1]),
+        audio_content=AudioContentConfig(channels=[32, 64, 128, 128]),
+        visual_identity=VisualIdentityConfig(
+            block="basic", layers=[1, 1, 1, 1], channels=[32, 64, 128, 256], groups=1, width_per_group=64, stem=32
+        ),
+        visual_irrelevant=VisualIrrelevantConfig(channels=[32, 64, 128, 128, 128]),
+        generator=GeneratorConfig(channels=[256, 256, 128, 64, 32, 16], style_dim=256, mapping_layers=3),
+        discriminator=DiscriminatorConfig(scales=2, channels=[32, 64, 128, 128]),
+    )
+
+
+def _tiny_preset() -> ModelConfig:
+    """For tests: every module present, a few thousand parameters each."""
+    return ModelConfig(
+        preset="tiny",
+        image_size=32,
+        id_dim=16,
+        ir_dim=8,
+        num_identities=4,
+        audio=AudioConfig(n_fft=400, n_mels=16, content_window=8, identity_window_s=1.0),
+        audio_identity=AudioIdentityConfig(channels=[4, 8], layers=[1, 1], se_reduction=2),
+        audio_content=AudioContentConfig(channels=[4, 8]),
+        visual_identity=VisualIdentityConfig(
+            block="basic", layers=[1, 1], channels=[8, 16], groups=1, width_per_group=8, stem=8
+        ),
+        visual_irrelevant=VisualIrrelevantConfig(channels=[8, 16]),
+        generator=GeneratorConfig(channels=[16, 16, 8, 8], style_dim=16, mapping_layers=2),
+        discriminator=DiscriminatorConfig(scales=2, channels=[8, 16]),
+    )
+
+
+PRESETS = {"paper": ModelConfig, "cpu": _cpu_preset, "tiny": _tiny_preset}
+
+
+def preset(name: str) -> ModelConfig:
+    """A fresh config for a named preset."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None

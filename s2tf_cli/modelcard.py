@@ -1,0 +1,35 @@
+"""The model card (README.md) written into every weights folder."""
+
+from __future__ import annotations
+
+from .config import ModelConfig
+
+RESPONSIBLE_USE = """\
+## Responsible use
+
+A voice carries only weak, statistical cues about appearance (apparent gender, age range, some
+facial proportions). A face generated from a voice is an **estimate**, never an identification:
+do not use it to identify, track or judge real people. Retrieval ranks only the gallery you give
+it. Every image and video s2tf writes is stamped as synthetic (PNG text chunks, MP4 metadata)."""
+
+
+def model_card(cfg: ModelConfig, title: str, details: str = "") -> str:
+    """Markdown with Hub front matter; `details` holds data, recipe and evaluation where known."""
+    return f"""---
+library_name: s2tf
+tags: [speech-to-face, talking-face, s2tf]
+---
+
+# {title}
+
+Speech2Talking-Face (S2TF, IJCAI 2021) weights for the `s2tf` tool: audio and visual identity
+encoders over shared ArcFace centroids, audio content and visual identity-irrelevant encoders,
+and a StyleGAN2-style generator.
+
+- preset: `{cfg.preset}`, {cfg.image_size} px, f_id {cfg.id_dim}, f_ir {cfg.ir_dim}, {cfg.num_identities} centroids
+- load: `S2TF.from_pretrained("path-or-org/name")`, or `s2tf face voice.wav --weights path-or-org/name`
+
+{details}
+
+{RESPONSIBLE_USE}
+"""

@@ -1,0 +1,43 @@
+"""The S2TF model: both modalities' encoders, the shared centroids and the generator, in one module.
+
+This is what a weights folder holds. The discriminator is a training-time companion and lives in
+training checkpoints only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .audio_content import AudioContentEncoder
+from .audio_identity import AudioIdentityEncoder
+from .centroids import IdentityCentroids
+from .generator import StyleGenerator
+from .mel import LogMel
+from .visual_identity import VisualIdentityEncoder
+from .visual_irrelevant import VisualIrrelevantEncoder
+
+
+class S2TFModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        a = cfg.audio
+        self.mel = LogMel(a)
+        self.audio_identity = AudioIdentityEncoder(cfg.audio_identity, a.n_mels, cfg.id_dim)  # E_id^a
+        self.audio_content = AudioContentEncoder(cfg.audio_content, a.n_mels, a.content_window, cfg.ir_dim)  # E_s^a
+        self.visual_identity = VisualIdentityEncoder(cfg.visual_identity, cfg.id_dim)  # E_id^v
+        self.visual_irrelevant = VisualIrrelevantEncoder(cfg.visual_irrelevant, cfg.ir_dim)  # E_ir^v
+        self.centroids = IdentityCentroids(cfg.num_identities, cfg.id_dim, cfg.arcface_scale, cfg.arcface_margin)
+        self.generator = StyleGenerator(cfg.generator, cfg.id_dim + cfg.ir_dim, cfg.image_size)  # G
+
+    def generate(
+        self, f_id: torch.Tensor, f_ir: torch.Tensor, noise: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """G(cat(f_id, f_ir)). f_id is L2-normalised (scaled to sqrt(id_dim)) first: the identity
+        space is angular (ArcFace, cosine contrastive loss), so only its direction may reach G, which
+        is what lets an audio f_id stand in for a visual one."""
+        f_id = F.normalize(f_id, dim=-1) * self.cfg.id_dim**0.5
+        return self.generator(torch.cat([f_id, f_ir], dim=-1), noise)

@@ -1,0 +1,327 @@
+"""The public API: `S2TF.from_pretrained(...)` and its three jobs, face, talk and retrieve.
+
+How the paper's features are put together at inference (§4.1, last paragraph):
+- face without a pose reference: G(cat(f_id^a, f_s^a)), a frontalised face; f_s^a is the content
+  feature of silence, so the mouth is closed;
+- face with a pose reference: G(cat(f_id^a, f_ir^pose + f_s^a));
+- talk: f_id^a averaged over the clip's 3.2 s windows, f_s^a per video frame from the mel window
+  centred on that frame, plus f_ir^pose of the reference (or nothing: frontal).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import audio as audio_io
+from . import images
+from .errors import InputError, NoFaceError, UsageError
+from .faces import find_face
+from .hub import WeightsSource, load_model, resolve
+from .models.mel import LOG_FLOOR
+from .models.s2tf import S2TFModel
+from .outputs import atomic_path, provenance
+
+log = logging.getLogger(__name__)
+
+Voice = str | Path | np.ndarray  # a file, or 16 kHz mono float32 samples
+Progress = Callable[[int], None]  # called with the number of items just finished
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """The one place a device is chosen: "auto" takes CUDA when present."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(device)
+
+
+@dataclass
+class Match:
+    path: Path
+    score: float
+    rank: int
+
+
+@dataclass
+class Skipped:
+    path: Path
+    reason: str
+
+
+class S2TF:
+    """A loaded S2TF model on one device. Deterministic: the same input gives the same output."""
+
+    def __init__(self, model: S2TFModel, device: torch.device, source: WeightsSource | None = None):
+        self.model = model.to(device).eval()
+        self.device = device
+        self.source = source
+        self.cfg = model.cfg
+
+    @classmethod
+    def from_pretrained(
+        cls, weights: str | Path | None = None, device: str = "auto", cache_dir: str | Path | None = None
+    ) -> "S2TF":
+        """`weights`: a registry name, `org/name[@revision]` on the Hub, or a local folder (a path wins);
+        None means $S2TF_WEIGHTS or the embedded default."""
+        dev = select_device(device)
+        source = resolve(str(weights) if weights is not None else None, cache_dir=cache_dir)
+        return cls(load_model(source), dev, source)
+
+    @property
+    def weights_label(self) -> str:
+        return self.source.label if self.source else "in-memory model"
+
+    def info(self) -> dict:
+        cfg = self.cfg
+        params = sum(p.numel() for p in self.model.parameters())
+        return {
+            "weights": self.source.spec if self.source else None,
+            "source": self.source.kind if self.source else None,
+            "folder": str(self.source.folder) if self.source else None,
+            "revision": self.source.revision if self.source else None,
+            "sha256": self.source.sha256 if self.source else None,
+            "preset": cfg.preset,
+            "image_size": cfg.image_size,
+            "id_dim": cfg.id_dim,
+            "ir_dim": cfg.ir_dim,
+            "identities": cfg.num_identities,
+            "parameters": params,
+            "device": str(self.device),
+        }
+
+    # ------------------------------------------------------------------ audio side
+    def load_voice(self, voice: Voice) -> np.ndarray:
+        """Decoded and checked 16 kHz mono samples (as recorded: loudness is normalised in `_mel`)."""
+        a = self.cfg.audio
+        name = str(voice) if not isinstance(voice, np.ndarray) else "<array>"
+        wave = voice.astype(np.float32) if isinstance(voice, np.ndarray) else audio_io.load_audio(voice, a.sample_rate)
+        if wave.ndim != 1:
+            raise InputError(f"{name}: expected mono samples, got shape {wave.shape}")
+        if not np.all(np.isfinite(wave)):
+            raise InputError(f"{name}: audio holds NaN or infinite samples")
+        duration = len(wave) / a.sample_rate
+        if duration < a.min_duration_s:
+            raise InputError(
+                f"{name}: audio is {duration:.2f} s long; at least {a.min_duration_s} s of speech is needed"
+            )
+        if not audio_io.has_speech(wave, a.sample_rate):
+            raise InputError(f"{name}: no speech found (silence or steady noise)")
+        return wave
+
+    def _mel(self, wave: np.ndarray) -> torch.Tensor:
+        """(n_mels, frames) log-mel of the whole clip, after loudness normalisation."""
+        wave = audio_io.normalize_loudness(wave)
+        with torch.inference_mode():
+            return self.model.mel(torch.from_numpy(wave).to(self.device))[0]
+
+    def identity_from_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """f_id^a (id_dim,), unit length: the mean of unit embeddings of overlapping 3.2 s windows."""
+        a = self.cfg.audio
+        win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
+        frames = mel.shape[-1]
+        if frames <= win:
+            windows = mel[None]
+        else:
+            hop = win // 2
+            starts = list(range(0, frames - win + 1, hop))
+            if starts[-1] != frames - win:
+                starts.append(frames - win)
+            windows = torch.stack([mel[:, s : s + win] for s in starts])  # (N, n_mels, win)
+        with torch.inference_mode():
+            emb = F.normalize(self.model.audio_identity(windows), dim=-1)
+        return F.normalize(emb.mean(0), dim=-1)
+
+    def voice_identity(self, voice: Voice) -> torch.Tensor:
+        return self.identity_from_mel(self._mel(self.load_voice(voice)))
+
+    def content_windows(self, mel: torch.Tensor, fps: float, start: int, stop: int) -> torch.Tensor:
+        """(stop-start, n_mels, window) mel windows centred on video frames [start, stop)."""
+        a = self.cfg.audio
+        half = a.content_window // 2
+        mel_rate = a.sample_rate / a.hop_length
+        padded = F.pad(mel, (half, a.content_window), value=math.log(LOG_FLOOR))
+        centres = [int(round((i + 0.5) / fps * mel_rate)) for i in range(start, stop)]
+        return torch.stack([padded[:, c : c + a.content_window] for c in centres])
+
+    def silence_content(self) -> torch.Tensor:
+        """f_s^a of silence: the closed-mouth, neutral content feature."""
+        a = self.cfg.audio
+        silent = torch.full((1, a.n_mels, a.content_window), math.log(LOG_FLOOR), device=self.device)
+        with torch.inference_mode():
+            return self.model.audio_content(silent)[0]
+
+    # ----------------------------------------------------------------- visual side
+    def _face_crop(self, image: str | Path | np.ndarray, aligned: bool) -> np.ndarray:
+        arr = images.load_image(image) if not isinstance(image, np.ndarray) else image
+        size = self.cfg.image_size
+        if aligned:
+            return images.resize(arr, size)
+        crop, count = find_face(arr, size)
+        if crop is None:
+            raise NoFaceError(f"{image if not isinstance(image, np.ndarray) else '<array>'}: no face found")
+        if count > 1:
+            log.warning("%s: %d faces found; using the largest", image, count)
+        return crop
+
+    def _encode_images(self, crops: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = torch.stack([images.to_tensor(c) for c in crops]).to(self.device)
+        with torch.inference_mode():
+            return self.model.visual_identity(batch), self.model.visual_irrelevant(batch)
+
+    def pose_feature(self, image: str | Path | np.ndarray, aligned: bool = False) -> torch.Tensor:
+        """f_ir^v (ir_dim,) of a reference face: its head pose (and expression)."""
+        _, f_ir = self._encode_images([self._face_crop(image, aligned)])
+        return f_ir[0]
+
+    def face_identity(self, image: str | Path | np.ndarray, aligned: bool = False) -> torch.Tensor:
+        """f_id^v (id_dim,), unit length."""
+        f_id, _ = self._encode_images([self._face_crop(image, aligned)])
+        return F.normalize(f_id[0], dim=-1)
+
+    # ------------------------------------------------------------------------- jobs
+    def _sample_identity(self, f_id: torch.Tensor, seed: int) -> torch.Tensor:
+        """A plausible neighbour of the voice's identity estimate: a random step of angle ~sample_jitter."""
+        gen = torch.Generator().manual_seed(seed)
+        step = torch.randn(f_id.shape[-1], generator=gen).to(self.device)
+        step = step - (step @ f_id) * f_id  # tangent to the sphere at f_id
+        step = F.normalize(step, dim=-1) * math.tan(self.cfg.sample_jitter)
+        return F.normalize(f_id + step, dim=-1)
+
+    def face(
+        self,
+        voice: Voice,
+        pose: str | Path | np.ndarray | None = None,
+        seed: int | None = None,
+        n_samples: int = 1,
+        aligned_pose: bool = False,
+    ) -> list[np.ndarray]:
+        """Faces (H, W, 3) uint8 for one voice. Sample 0 without a seed is the voice's own estimate;
+        other samples (or any with `seed`) step around it and redraw the generator noise."""
+        if n_samples < 1:
+            raise UsageError(f"--n-samples must be at least 1, not {n_samples}")
+        f_id = self.voice_identity(voice)
+        f_ir = self.silence_content()
+        if pose is not None:
+            f_ir = f_ir + self.pose_feature(pose, aligned_pose)
+        out = []
+        for k in range(n_samples):
+            sample_seed = (seed + k) if seed is not None else (k if k else None)
+            fid = self._sample_identity(f_id, sample_seed) if sample_seed is not None else f_id
+            noise = self.model.generator.make_noise(sample_seed or 0, self.device)
+            with torch.inference_mode():
+                img = self.model.generate(fid[None], f_ir[None], noise)
+            out.append(images.to_uint8(img)[0])
+        return out
+
+    def talk_frames(
+        self,
+        voice: Voice,
+        pose: str | Path | np.ndarray | None = None,
+        fps: float = 25.0,
+        batch_size: int = 16,
+        aligned_pose: bool = False,
+        seed: int | None = None,
+    ) -> tuple[int, np.ndarray, Iterator[np.ndarray]]:
+        """(frame count, the clip's 16 kHz samples, lazy iterator of frames): ceil(duration * fps) frames."""
+        if not (0 < fps <= 120):
+            raise UsageError(f"--fps must be between 0 and 120, not {fps}")
+        wave = self.load_voice(voice)
+        mel = self._mel(wave)
+        f_id = self.identity_from_mel(mel)
+        if seed is not None:
+            f_id = self._sample_identity(f_id, seed)
+        f_pose = self.pose_feature(pose, aligned_pose) if pose is not None else None
+        n_frames = math.ceil(len(wave) / self.cfg.audio.sample_rate * fps - 1e-9)
+        noise = self.model.generator.make_noise(seed or 0, self.device)
+
+        def frames() -> Iterator[np.ndarray]:
+            for start in range(0, n_frames, batch_size):
+                stop = min(start + batch_size, n_frames)
+                windows = self.content_windows(mel, fps, start, stop)
+                with torch.inference_mode():
+                    f_s = self.model.audio_content(windows)
+                    f_ir = f_s + f_pose if f_pose is not None else f_s
+                    imgs = self.model.generate(f_id.expand(len(f_s), -1), f_ir, noise)
+                yield from images.to_uint8(imgs)
+
+        return n_frames, wave, frames()
+
+    def talk(
+        self,
+        voice: Voice,
+        output: str | Path,
+        pose: str | Path | np.ndarray | None = None,
+        fps: float = 25.0,
+        progress: Progress | None = None,
+        aligned_pose: bool = False,
+        seed: int | None = None,
+    ) -> int:
+        """Write a lip-synced MP4 with the voice muxed in; returns the number of frames."""
+        import soundfile as sf
+
+        from .video import write_mp4
+
+        n_frames, wave, frames = self.talk_frames(voice, pose, fps, aligned_pose=aligned_pose, seed=seed)
+
+        def counted() -> Iterator[np.ndarray]:
+            for frame in frames:
+                yield frame
+                if progress:
+                    progress(1)
+
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="s2tf-") as tmpdir, atomic_path(output) as tmp:
+            wav = Path(tmpdir) / "voice.wav"  # the decoded voice, so ffmpeg muxes exactly what we heard
+            sf.write(str(wav), wave, self.cfg.audio.sample_rate, subtype="PCM_16")
+            written = write_mp4(tmp, counted(), self.cfg.image_size, fps, wav, provenance(self.weights_label, "talk"))
+        return written
+
+    def retrieve(
+        self,
+        voice: Voice,
+        gallery: Sequence[str | Path],
+        aligned: bool = False,
+        progress: Progress | None = None,
+        batch_size: int = 32,
+    ) -> tuple[list[Match], list[Skipped]]:
+        """Rank `gallery` images by cosine between the voice's f_id^a and each face's f_id^v."""
+        f_id = self.voice_identity(voice)
+        kept: list[Path] = []
+        skipped: list[Skipped] = []
+        scores: list[float] = []
+        crops: list[np.ndarray] = []
+
+        def flush() -> None:
+            if crops:
+                f_v, _ = self._encode_images(crops)
+                scores.extend((F.normalize(f_v, dim=-1) @ f_id).tolist())
+                crops.clear()
+
+        for path in gallery:
+            path = Path(path)
+            try:
+                crops.append(self._face_crop(path, aligned))
+                kept.append(path)
+            except (InputError, UsageError) as exc:
+                skipped.append(Skipped(path, str(exc)))
+            if len(crops) >= batch_size:
+                flush()
+            if progress:
+                progress(1)
+        flush()
+        order = sorted(range(len(kept)), key=lambda i: (-scores[i], str(kept[i])))
+        return [Match(kept[i], float(scores[i]), r + 1) for r, i in enumerate(order)], skipped

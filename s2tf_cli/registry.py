@@ -1,0 +1,33 @@
+"""Short weight names -> where the weights live, with the checksum they must have.
+
+An entry is either embedded (a folder of the installed package `s2tf_cli.weights`, i.e. the
+repository's top-level weights/) or a Hub repo at a pinned revision. `sha256` is that of
+model.safetensors and is verified on every load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    name: str
+    repo_id: str  # where the same weights are published on the Hub
+    revision: str | None = None  # pinned commit for Hub downloads
+    embedded: str | None = None  # folder under the package's weights/, if it ships with the package
+    sha256: str | None = None  # of model.safetensors
+    description: str = ""
+
+
+DEFAULT_WEIGHTS = "s2tf-cpu"
+
+REGISTRY: dict[str, RegistryEntry] = {
+    "s2tf-cpu": RegistryEntry(
+        name="s2tf-cpu",
+        repo_id="s2tf/s2tf-cpu",
+        embedded="s2tf-cpu",
+        sha256=None,
+        description="CPU preset (128 px), trained by this project; the default",
+    ),
+}
