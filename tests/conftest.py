@@ -1,0 +1,80 @@
+"""Fixtures the tests make themselves: tiny random models, speech-like audio, face images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def speechlike(seconds: float, sr: int = 16000, f0: float = 120.0, seed: int = 0) -> np.ndarray:
+    """Voiced 'syllables' (harmonics of f0 with formant-like weights) separated by pauses."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    wave = np.zeros_like(t)
+    for k in range(1, 12):
+        wave += np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) / k
+    syllable = 0.5 * (1 - np.cos(2 * np.pi * 3.0 * t))  # 3 syllables/s
+    gate = (np.sin(2 * np.pi * 0.7 * t) > -0.3).astype(float)  # pauses
+    wave = wave * syllable * gate + 0.001 * rng.standard_normal(len(t))
+    return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A tiny random S2TF model saved as a Hub-layout folder."""
+    import torch
+
+    from s2tf_cli.config import preset
+    from s2tf_cli.hub import save_folder
+    from s2tf_cli.modelcard import model_card
+    from s2tf_cli.models.s2tf import S2TFModel
+
+    torch.manual_seed(0)
+    cfg = preset("tiny")
+    model = S2TFModel(cfg)
+    return save_folder(model, tmp_path_factory.mktemp("weights") / "tiny", model_card(cfg, "tiny random (tests)"))
+
+
+@pytest.fixture(scope="session")
+def voices(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("voices")
+    out = {}
+    out["low"] = folder / "low.wav"
+    sf.write(out["low"], speechlike(2.3, f0=110, seed=1), 16000)
+    out["high"] = folder / "high.wav"
+    sf.write(out["high"], speechlike(1.7, 22050, f0=220, seed=2), 22050)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pipeline(tiny_weights):
+    from s2tf_cli.pipeline import S2TF
+
+    return S2TF.from_pretrained(tiny_weights, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def pose_image() -> Path:
+    return EXAMPLES / "pose.jpg"
+
+
+@pytest.fixture(scope="session")
+def gallery(tmp_path_factory, pose_image) -> Path:
+    """Three face images (variants of the example pose), a text file and a corrupt JPEG."""
+    from PIL import Image, ImageOps
+
+    folder = tmp_path_factory.mktemp("gallery")
+    base = Image.open(pose_image).convert("RGB")
+    base.save(folder / "a.jpg")
+    ImageOps.mirror(base).save(folder / "b.png")
+    sub = folder / "nested"
+    sub.mkdir()
+    ImageOps.autocontrast(base.resize((300, 300))).save(sub / "c.webp")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return folder

@@ -1,0 +1,144 @@
+"""The Python API: determinism, seeds, poses, frame counts and ranking."""
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import speechlike
+from s2tf_cli.errors import InputError, NoFaceError, UsageError
+
+
+def test_face_is_deterministic_and_shaped(pipeline, voices):
+    a = pipeline.face(voices["low"])
+    b = pipeline.face(voices["low"])
+    size = pipeline.cfg.image_size
+    assert len(a) == 1 and a[0].shape == (size, size, 3) and a[0].dtype == np.uint8
+    assert np.array_equal(a[0], b[0])
+
+
+def test_different_voices_give_different_faces(pipeline, voices):
+    assert not np.array_equal(pipeline.face(voices["low"])[0], pipeline.face(voices["high"])[0])
+
+
+def test_seeds_and_samples(pipeline, voices):
+    plain = pipeline.face(voices["low"], n_samples=3)
+    assert len(plain) == 3
+    assert np.array_equal(plain[0], pipeline.face(voices["low"])[0]), "sample 0 is the deterministic estimate"
+    assert not np.array_equal(plain[0], plain[1]) and not np.array_equal(plain[1], plain[2])
+    s1, s1_again, s2 = (pipeline.face(voices["low"], seed=s)[0] for s in (1, 1, 2))
+    assert np.array_equal(s1, s1_again) and not np.array_equal(s1, s2)
+
+
+def test_sampled_identity_stays_near_the_estimate(pipeline):
+    f = torch.nn.functional.normalize(torch.randn(pipeline.cfg.id_dim), dim=0)
+    g = pipeline._sample_identity(f, 5)
+    angle = math.acos(float(f @ g))
+    assert abs(angle - pipeline.cfg.sample_jitter) < 1e-3
+
+
+def test_pose_changes_the_face(pipeline, voices, pose_image):
+    frontal = pipeline.face(voices["low"])[0]
+    posed = pipeline.face(voices["low"], pose=pose_image)[0]
+    assert not np.array_equal(frontal, posed)
+
+
+def test_identity_window_averaging(pipeline):
+    a = pipeline.cfg.audio
+    win = int(a.identity_window_s * a.sample_rate / a.hop_length)
+    mel = torch.randn(a.n_mels, int(2.5 * win))
+    f = pipeline.identity_from_mel(mel)
+    assert f.shape == (pipeline.cfg.id_dim,) and abs(float(f.norm()) - 1) < 1e-5
+    short = pipeline.identity_from_mel(mel[:, : win // 2])
+    assert short.shape == f.shape
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0, 12.5])
+def test_talk_frame_count_is_ceil_duration_fps(pipeline, voices, fps):
+    n, wave, frames = pipeline.talk_frames(voices["high"], fps=fps, batch_size=7)
+    duration = len(wave) / 16000
+    assert n == math.ceil(duration * fps)
+    frames = list(frames)
+    assert len(frames) == n
+    assert frames[0].shape == (pipeline.cfg.image_size,) * 2 + (3,)
+
+
+def test_content_windows_centre_on_frames(pipeline):
+    a = pipeline.cfg.audio
+    mel = torch.arange(300, dtype=torch.float32).expand(a.n_mels, -1)
+    windows = pipeline.content_windows(mel, fps=25, start=0, stop=5)
+    assert windows.shape == (5, a.n_mels, a.content_window)
+    centre = windows[:, 0, a.content_window // 2]
+    expected = torch.tensor([round((i + 0.5) / 25 * 100) for i in range(5)], dtype=torch.float32)
+    torch.testing.assert_close(centre, expected)
+
+
+def test_mouth_content_follows_audio(pipeline, voices):
+    """Frames over silence are identical (same content feature); frames over speech differ."""
+    wave = np.concatenate([np.zeros(16000, np.float32), speechlike(1.0, seed=4)])
+    n, _, frames = pipeline.talk_frames(wave, fps=25)
+    frames = list(frames)
+    assert np.array_equal(frames[5], frames[10]), "silence keeps one face"
+    assert not np.array_equal(frames[30], frames[35])
+
+
+def test_voice_errors(pipeline, tmp_path):
+    with pytest.raises(InputError, match="at least 0.5 s"):
+        pipeline.face(speechlike(0.3))
+    with pytest.raises(InputError, match="no speech found"):
+        pipeline.face(np.zeros(16000, np.float32))
+    bad = np.ones(16000, np.float32)
+    bad[5] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        pipeline.face(bad)
+    with pytest.raises(UsageError, match="n-samples"):
+        pipeline.face(speechlike(1.0), n_samples=0)
+
+
+def test_pose_without_face(pipeline, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(tmp_path / "blank.png")
+    with pytest.raises(NoFaceError, match="blank.png: no face found"):
+        pipeline.face(speechlike(1.0), pose=tmp_path / "blank.png")
+
+
+def test_retrieve_ranks_by_identity_cosine(pipeline, voices, gallery):
+    files = sorted(p for p in gallery.rglob("*") if p.is_file())
+    matches, skipped = pipeline.retrieve(voices["low"], files)
+    assert {m.path.name for m in matches} == {"a.jpg", "b.png", "c.webp"}
+    assert {s.path.name for s in skipped} == {"notes.txt", "broken.jpg"}
+    assert [m.rank for m in matches] == [1, 2, 3]
+    assert all(a.score >= b.score for a, b in zip(matches, matches[1:]))
+    f_a = pipeline.voice_identity(voices["low"])
+    for m in matches:
+        expected = float(pipeline.face_identity(m.path) @ f_a)
+        assert abs(m.score - expected) < 1e-4
+
+
+def test_retrieve_recovers_a_known_match(pipeline, voices, gallery, monkeypatch):
+    """A gallery face whose visual identity equals the voice's identity must rank first, score 1."""
+    f_a = pipeline.voice_identity(voices["low"])
+    target = gallery / "a.jpg"
+    ref = torch.stack([torch.from_numpy(pipeline._face_crop(target, False)).permute(2, 0, 1).float().div(127.5).sub(1)])
+    enc = pipeline.model.visual_identity
+    orig = enc.forward
+
+    def forward(x):
+        out = orig(x)
+        same = (x - ref).abs().flatten(1).amax(1) < 1e-6
+        out[same] = 3.0 * f_a
+        return out
+
+    monkeypatch.setattr(enc, "forward", forward)
+    matches, _ = pipeline.retrieve(voices["low"], [gallery / "b.png", target, gallery / "nested" / "c.webp"])
+    assert matches[0].path == target and abs(matches[0].score - 1) < 1e-5
+
+
+def test_talk_writes_mp4(pipeline, voices, tmp_path):
+    out = tmp_path / "t.mp4"
+    n = pipeline.talk(voices["low"], out, fps=25)
+    assert out.stat().st_size > 1000 and n == math.ceil(sf.info(voices["low"]).duration * 25)
+    assert not list(tmp_path.glob("*.part*"))
