@@ -1,0 +1,159 @@
+"""`s2tf data synth`: a talking-face corpus in VoxCeleb2's raw layout, from face photos and voices.
+
+ROOT/<identity>/<video>/<clip>.mp4 (224 px, 25 fps, H.264, AAC 16 kHz mono) plus ROOT/meta.csv.
+Each face-folder identity gets a synthetic espeak-ng voice (settings partly from its labels), each
+clip a random sentence with the mouth driven by the phoneme timings; real-voice identities
+(`--real-voices`, the RAVDESS layout) keep their own recordings, the mouth following loudness.
+Deterministic by seed: identity i's randomness depends only on (seed, i).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .sources import Identity, face_identities, real_voice_identities
+
+log = logging.getLogger(__name__)
+
+FPS = 25.0
+SAMPLE_RATE = 16000
+FRAME_SIZE = 224
+LEAD_SILENCE = 0.25  # seconds of silence around each synthetic sentence (mouth closed)
+DONE = ".done"
+
+
+@dataclass
+class SynthOptions:
+    out: Path
+    identities: int = 200
+    clips_per_identity: int = 4
+    real_clips_per_identity: int = 20  # real voices have many recordings: use more of them
+    seed: int = 0
+    workers: int = 2
+    size: int = FRAME_SIZE
+
+
+def choose_identities(face_dirs: list[Path], real_dirs: list[Path], count: int, seed: int) -> list[Identity]:
+    """All real-voice people, then face identities drawn evenly across the face folders."""
+    rng = np.random.default_rng(seed)
+    chosen = [ident for d in real_dirs for ident in real_voice_identities(d)]
+    pools = [face_identities(d) for d in face_dirs]
+    pools = [[p[i] for i in rng.permutation(len(p))] for p in pools if p]
+    want = max(0, count - len(chosen))
+    i = 0
+    while want and any(pools):
+        pool = pools[i % len(pools)]
+        if pool:
+            chosen.append(pool.pop())
+            want -= 1
+        i += 1
+    return chosen[:count]
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    from ..images import load_image
+
+    return load_image(path)
+
+
+def _write_clip(path: Path, frames: list[np.ndarray], wave: np.ndarray, size: int) -> None:
+    import soundfile as sf
+
+    from ..outputs import atomic_path
+    from ..video import write_mp4
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="s2tf-synth-") as tmp, atomic_path(path) as part:
+        wav = Path(tmp) / "a.wav"
+        sf.write(str(wav), wave, SAMPLE_RATE, subtype="PCM_16")
+        write_mp4(part, frames, size, FPS, wav, {"comment": "s2tf synthetic corpus clip"})
+
+
+def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
+    """Write one identity's clips; returns its meta row (or a row with `skipped`)."""
+    from .animate import FaceAnimator, HeadDrift, landmarks68, openness_from_envelope, openness_from_phonemes
+    from .sentences import sentence
+    from .voices import speak, voice_profile
+
+    rng = np.random.default_rng([opts.seed, index])
+    folder = opts.out / ident.name
+    row = {"identity": ident.name, "gender": ident.gender, "age": ident.age if ident.age is not None else "",
+           "ethnicity": ident.ethnicity, "source": ident.source, "voice": "real" if ident.voices else "synthetic"}  # fmt: skip
+    if (folder / DONE).is_file():
+        return row
+    photos = [p for p in (ident.photos[i] for i in rng.permutation(len(ident.photos)))]
+    profile = None if ident.voices else voice_profile(ident, rng)
+    real = [ident.voices[i] for i in rng.permutation(len(ident.voices))] if ident.voices else []
+    written = 0
+    n_clips = opts.real_clips_per_identity if ident.voices else opts.clips_per_identity
+    for clip in range(n_clips):
+        photo = photos[clip % len(photos)]
+        image = _load_rgb(photo)
+        marks = landmarks68(image)
+        if marks is None:
+            log.warning("%s: no face landmarks, photo skipped", photo)
+            continue
+        if profile is not None:
+            speech, phonemes = speak(sentence(rng), profile, SAMPLE_RATE)
+            pad = np.zeros(int(LEAD_SILENCE * SAMPLE_RATE), np.float32)
+            wave = np.concatenate([pad, speech, pad])
+            duration = len(wave) / SAMPLE_RATE
+            openness = openness_from_phonemes(phonemes, duration, FPS, offset=LEAD_SILENCE)
+        else:
+            from ..audio import load_audio
+
+            wave = load_audio(real[clip % len(real)], SAMPLE_RATE)
+            openness = openness_from_envelope(wave, SAMPLE_RATE, FPS)
+        animator = FaceAnimator(image, marks, opts.size, HeadDrift.random(rng))
+        frames = [animator.frame(float(o), i / FPS) for i, o in enumerate(openness)]
+        video = f"v{photos.index(photo):03d}"
+        _write_clip(folder / video / f"{clip:05d}.mp4", frames, wave, opts.size)
+        written += 1
+    if written == 0:
+        return {**row, "skipped": "no usable photo"}
+    (folder / "voice.json").write_text(json.dumps(profile.to_dict() if profile else {"real": True}) + "\n")
+    (folder / DONE).write_text("")
+    return row
+
+
+def _run_one(args: tuple[int, Identity, SynthOptions]) -> dict:
+    return synth_identity(*args)
+
+
+def synth_corpus(
+    face_dirs: list[Path], real_dirs: list[Path], opts: SynthOptions, progress=None
+) -> dict[str, int]:
+    """Write the corpus; returns counts. Identities already finished are kept (resumable)."""
+    idents = choose_identities(face_dirs, real_dirs, opts.identities, opts.seed)
+    if not idents:
+        raise ValueError("no identities found in the given folders")
+    opts.out.mkdir(parents=True, exist_ok=True)
+    jobs = [(i, ident, opts) for i, ident in enumerate(idents)]
+    rows = []
+    if opts.workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(opts.workers) as pool:
+            for row in pool.imap(_run_one, jobs):
+                rows.append(row)
+                if progress:
+                    progress(1)
+    else:
+        for job in jobs:
+            rows.append(_run_one(job))
+            if progress:
+                progress(1)
+    kept = [r for r in rows if "skipped" not in r]
+    with open(opts.out / "meta.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["identity", "gender", "age", "ethnicity", "source", "voice"])
+        writer.writeheader()
+        writer.writerows(kept)
+    return {"identities": len(kept), "skipped": len(rows) - len(kept),
+            "clips": sum(1 for _ in opts.out.glob("*/*/*.mp4"))}  # fmt: skip
