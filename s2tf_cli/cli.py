@@ -337,6 +337,9 @@ def push(
     typer.echo(f"{repo_id}@{revision}")
 
 
+from . import cli_train  # noqa: E402,F401  (registers data, train and export on `app`)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `argv` lets tests call the real CLI in-process."""
     app(args=argv, prog_name="s2tf")

@@ -155,6 +155,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     for name in names:
         value, hint = data[name], hints[name]
         if dataclasses.is_dataclass(hint):
+            if isinstance(value, hint):  # already built (e.g. a preset)
+                kwargs[name] = value
+                continue
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{name} must be an object")
             value = _build(hint, value, f"{where}.{name}")

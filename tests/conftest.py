@@ -78,3 +78,51 @@ def gallery(tmp_path_factory, pose_image) -> Path:
     (folder / "notes.txt").write_text("not an image")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     return folder
+
+
+@pytest.fixture(scope="session")
+def face_folders(tmp_path_factory, pose_image) -> dict[str, Path]:
+    """A CelebA-like folder (identity sub-folders + identities.csv), a UTKFace-like flat folder and a
+    RAVDESS-like real-voice folder, all made from the example face with colour and geometry changes."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    root = tmp_path_factory.mktemp("faces")
+    base = Image.open(pose_image).convert("RGB")
+    variants = [base, ImageOps.mirror(base), ImageEnhance.Color(base).enhance(0.3),
+                ImageEnhance.Brightness(ImageOps.mirror(base)).enhance(1.3)]  # fmt: skip
+    celeb = root / "celeb"
+    for i, name in enumerate(["id0001", "id0002"]):
+        (celeb / name).mkdir(parents=True)
+        for j in range(2):
+            variants[(i * 2 + j) % 4].save(celeb / name / f"{j:06d}.jpg")
+    (celeb / "identities.csv").write_text("identity,images,gender,gender_votes\nid0001,2,male,3\nid0002,2,female,2\n")
+    flat = root / "flat"
+    flat.mkdir()
+    variants[2].save(flat / "30_1_2_20170101000000000.jpg.chip.jpg")
+    real = root / "real"
+    (real / "Actor_01").mkdir(parents=True)
+    variants[3].save(real / "Actor_01" / "face.png")
+    for k in range(2):
+        sf.write(real / "Actor_01" / f"utt{k}.wav", speechlike(1.6, f0=140 + 20 * k, seed=10 + k), 16000)
+    (real / "attributes.csv").write_text("image_id,Male\nActor_01,1\n")
+    return {"celeb": celeb, "flat": flat, "real": real}
+
+
+@pytest.fixture(scope="session")
+def raw_corpus(tmp_path_factory, face_folders) -> Path:
+    from s2tf_cli.data.synth import SynthOptions, synth_corpus
+
+    out = tmp_path_factory.mktemp("raw")
+    opts = SynthOptions(out, identities=4, clips_per_identity=2, seed=3, workers=1, size=96,
+                        real_clips_per_identity=2)  # fmt: skip
+    synth_corpus([face_folders["celeb"], face_folders["flat"]], [face_folders["real"]], opts)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared_corpus(tmp_path_factory, raw_corpus) -> Path:
+    from s2tf_cli.data.prepare import PrepareOptions, prepare_corpus
+
+    out = tmp_path_factory.mktemp("prepared")
+    prepare_corpus(PrepareOptions(raw_corpus, out, size=32, workers=1, val_fraction=0.0, test_fraction=0.0))
+    return out

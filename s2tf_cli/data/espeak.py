@@ -87,9 +87,12 @@ class Espeak:
         return 0
 
     def synth(
-        self, text: str, voice: str, rate: int = 160, pitch: int = 50, pitch_range: int = 50, wordgap: int = 0
+        self, text: str, voice: str, rate: int = 160, pitch: int = 50, pitch_range: int = 50, wordgap: int = 0,
+        seed: int = 0,
     ) -> tuple[np.ndarray, int, list[Phoneme]]:
-        """(float32 samples, sample rate, phonemes with start times)."""
+        """(float32 samples, sample rate, phonemes with start times). espeak-ng draws its small random
+        variations from libc's rand(), so seeding that makes the output deterministic."""
+        ctypes.CDLL(None).srand(ctypes.c_uint(seed & 0xFFFFFFFF))
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         for key, value in (("rate", rate), ("pitch", pitch), ("range", pitch_range), ("wordgap", wordgap)):

@@ -101,7 +101,7 @@ def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
             log.warning("%s: no face landmarks, photo skipped", photo)
             continue
         if profile is not None:
-            speech, phonemes = speak(sentence(rng), profile, SAMPLE_RATE)
+            speech, phonemes = speak(sentence(rng), profile, SAMPLE_RATE, seed=int(rng.integers(2**31)))
             pad = np.zeros(int(LEAD_SILENCE * SAMPLE_RATE), np.float32)
             wave = np.concatenate([pad, speech, pad])
             duration = len(wave) / SAMPLE_RATE
@@ -137,17 +137,13 @@ def synth_corpus(
     opts.out.mkdir(parents=True, exist_ok=True)
     jobs = [(i, ident, opts) for i, ident in enumerate(idents)]
     rows = []
-    if opts.workers > 1:
-        import multiprocessing as mp
+    import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(opts.workers) as pool:
-            for row in pool.imap(_run_one, jobs):
-                rows.append(row)
-                if progress:
-                    progress(1)
-    else:
-        for job in jobs:
-            rows.append(_run_one(job))
+    # espeak-ng keeps synthesis state between calls within a process, so every identity is made in a
+    # fresh forked child: its output depends only on (seed, identity), not on scheduling.
+    with mp.get_context("fork").Pool(max(1, opts.workers), maxtasksperchild=1) as pool:
+        for row in pool.imap(_run_one, jobs):
+            rows.append(row)
             if progress:
                 progress(1)
     kept = [r for r in rows if "skipped" not in r]

@@ -54,14 +54,16 @@ def voice_profile(identity: Identity, rng: np.random.Generator) -> VoiceProfile:
     )
 
 
-def speak(text: str, profile: VoiceProfile, sample_rate: int = 16000) -> tuple[np.ndarray, list[Phoneme]]:
+def speak(
+    text: str, profile: VoiceProfile, sample_rate: int = 16000, seed: int = 0
+) -> tuple[np.ndarray, list[Phoneme]]:
     """Speech at `sample_rate` and its phonemes, timbre-shifted by the profile."""
     import soxr
 
     engine = Espeak.get()
     wave, sr, phonemes = engine.synth(
         text, profile.variant, rate=profile.rate, pitch=profile.pitch, pitch_range=profile.pitch_range,
-        wordgap=profile.wordgap,
+        wordgap=profile.wordgap, seed=seed,
     )  # fmt: skip
     # Vocal-tract scaling: read the samples as if recorded at sr * tract (pitch and formants x tract,
     # duration / tract), then resample to the target rate.

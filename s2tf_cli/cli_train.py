@@ -1,0 +1,127 @@
+"""Researcher commands: `s2tf data synth|prepare`, `s2tf train`, `s2tf export` (thin, like cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import _progress, _setup_logging, app, err, handle_errors
+from .errors import UsageError
+
+data_app = typer.Typer(help="Build a training corpus: synthesise one, or prepare any VoxCeleb2-layout tree.",
+                       no_args_is_help=True)  # fmt: skip
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("synth")
+@handle_errors
+def data_synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write ROOT/<identity>/<video>/<clip>.mp4 into.")],
+    faces: Annotated[list[Path], typer.Option("--faces", help="Face folder (identity sub-folders or one photo "
+                                              "per person); repeatable.")] = [],  # noqa: B006
+    real_voices: Annotated[list[Path], typer.Option("--real-voices", help="Real voice + face folder (RAVDESS "
+                                                    "layout: <person>/face.png + recordings); repeatable.")] = [],  # noqa: B006
+    identities: Annotated[int, typer.Option("--identities", "-n", help="Identities in all.")] = 200,
+    clips: Annotated[int, typer.Option("--clips-per-identity", "-k", help="Clips per face identity.")] = 4,
+    real_clips: Annotated[int, typer.Option("--real-clips-per-identity", help="Clips per real voice.")] = 20,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    workers: Annotated[int, typer.Option("--workers", "-j")] = 2,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Synthesise a talking-face corpus: real face photos, espeak-ng voices, mouths moving with speech."""
+    _setup_logging(verbose)
+    from .data.synth import SynthOptions, choose_identities, synth_corpus
+
+    if not faces and not real_voices:
+        raise UsageError("give at least one --faces or --real-voices folder")
+    for folder in [*faces, *real_voices]:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: no such folder")
+    opts = SynthOptions(out, identities, clips, seed, workers, real_clips_per_identity=real_clips)
+    total = len(choose_identities(faces, real_voices, identities, seed))
+    with _progress() as bar:
+        task = bar.add_task("synthesising identities", total=total)
+        summary = synth_corpus(faces, real_voices, opts, progress=lambda n: bar.advance(task, n))
+    typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@data_app.command("prepare")
+@handle_errors
+def data_prepare(
+    root: Annotated[Path, typer.Argument(help="Raw tree: ROOT/<identity>/<video>/<clip>.mp4 (+ meta.csv).")],
+    out: Annotated[Path, typer.Argument(help="Folder for shards, manifest.jsonl, skipped.csv, corpus.json.")],
+    size: Annotated[int, typer.Option("--size", help="Face crop size (model image size; paper 224).")] = 128,
+    workers: Annotated[int, typer.Option("--workers", "-j")] = 2,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Detect and crop faces per frame, resample to 25 fps and 16 kHz, split by identity (resumable)."""
+    _setup_logging(verbose)
+    from .data.prepare import PrepareOptions, find_clips, prepare_corpus
+
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such folder")
+    clips = find_clips(root)
+    if not clips:
+        raise UsageError(f"{root}: no clips in the <identity>/<video>/<clip>.mp4 layout")
+    with _progress() as bar:
+        task = bar.add_task("preparing clips", total=len(clips))
+        summary = prepare_corpus(PrepareOptions(root, out, size, workers), progress=lambda n: bar.advance(task, n))
+    typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="Training recipe (JSON, see configs/).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics, samples.")],
+    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Prepared corpus (overrides the config).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many steps in all.")] = None,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when CUDA is present.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train the three stages (visual, audio-visual sync, finetune); resumes from the run folder."""
+    _setup_logging(verbose)
+    from .config import ConfigError
+    from .training.config import TrainConfig
+    from .training.trainer import train
+
+    if not config.is_file():
+        raise UsageError(f"{config}: no such file")
+    try:
+        cfg = TrainConfig.load(config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if corpus is not None:
+        cfg.corpus = str(corpus)
+    if not cfg.corpus or not (Path(cfg.corpus) / "manifest.jsonl").is_file():
+        raise UsageError(f"{cfg.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
+    with _progress() as bar:
+        task = bar.add_task("training", total=None)
+
+        def report(done: int, total: int, row: dict) -> None:
+            bar.update(task, completed=done, total=total,
+                       description=f"{row['stage']} {row.get('phase', '')} loss {row.get('loss_g', 0):.3f}")  # fmt: skip
+
+        summary = train(cfg, out, max_steps=max_steps, cpu=True if cpu else None, progress=report)
+    err.print(f"trained to step {summary['steps']} of {summary['total_steps']}")
+    typer.echo(str(out))
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder or a run folder (newest checkpoint).")],
+    out: Annotated[Path, typer.Argument(help="Weights folder to write (config.json, model.safetensors, README.md).")],
+) -> None:
+    """Turn a training checkpoint into a weights folder that `--weights` accepts."""
+    from .training.export import export
+
+    if not checkpoint.exists():
+        raise UsageError(f"{checkpoint}: no such checkpoint or run folder")
+    try:
+        folder = export(checkpoint, out)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    typer.echo(str(folder))

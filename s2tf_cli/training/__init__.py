@@ -1,0 +1,1 @@
+"""Training: the paper's three-stage curriculum (§3.3), checkpoints, export."""

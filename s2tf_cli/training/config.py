@@ -1,0 +1,100 @@
+"""Training recipe: one typed JSON file (`s2tf train CONFIG`) holding the model config, the corpus,
+the three stages' lengths and every loss weight. Loaded strictly like the model config."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, ModelConfig, _build, preset
+
+
+@dataclass
+class LossWeights:
+    """Eq. 7: L_all = L_adv + λr L_rec + λc L_c + λ_id L_sync^id + λ_s L_sync^s (paper: all λ = 1)."""
+
+    adv: float = 1.0  # multi-scale adversarial loss
+    rec: float = 1.0  # λr: reconstruction L1 + λper * perceptual
+    per: float = 1.0  # λper inside L_rec (VGG19 or discriminator feature matching)
+    centroid: float = 1.0  # λc: ArcFace on the shared centroids
+    id_sync: float = 1.0  # λ_sync^id: Eq. 1 contrastive audio-visual identity loss
+    s_sync: float = 1.0  # λ_sync^s: Eq. 3 contrastive content loss
+    r1: float = 0.0  # R1 penalty on real images (0: off)
+
+
+@dataclass
+class StageSteps:
+    visual: int = 2000  # stage 1: E_id^v, E_ir^v, G, D reconstruct frames
+    sync: int = 1000  # stage 2: E_id^a, E_s^a synchronised to the frozen visual encoders
+    finetune: int = 500  # stage 3: everything, driven by audio features
+    sync_curriculum: float = 0.5  # fraction of stage 2 before same-identity negatives join (curriculum)
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = ""  # prepared corpus folder (s2tf data prepare OUT); may be overridden on the command line
+    real_voices: str = ""  # optional extra real voice+face folder (RAVDESS layout) for the audio side
+    model: ModelConfig = field(default_factory=lambda: preset("cpu"))
+    steps: StageSteps = field(default_factory=StageSteps)
+    loss: LossWeights = field(default_factory=LossWeights)
+    batch_size: int = 16  # per process
+    lr: float = 2e-3  # generator and discriminator (StyleGAN2's)
+    encoder_lr: float = 5e-4  # encoders
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    sync_temperature: float = 0.2  # τ in the InfoNCE losses (paper's Eq. 1/3 use plain cosine, τ = 1)
+    content_negatives: int = 4  # same-clip, off-sync audio windows per sample after the curriculum switch
+    ir_dropout: float = 0.1  # chance of dropping f_ir so G also learns the pose-free (frontal) face
+    ema_decay: float = 0.999  # generator EMA used for export
+    audio_augment: bool = True  # noise, reverberation, band-limiting, gain, speed
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 250
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    perceptual: str = "auto"  # "vgg19" (needs vgg19_weights), "features" (D feature matching) or "auto"
+    vgg19_weights: str = ""  # safetensors file of torchvision-layout VGG19 features, when available locally
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = dict(data)
+        model = data.pop("model", None)
+        if not isinstance(model, dict):
+            raise ConfigError("train config needs a 'model' object (a model config or {'preset': NAME})")
+        if set(model) == {"preset"}:
+            model_cfg = preset(model["preset"])
+        else:
+            model_cfg = ModelConfig.from_dict(model)
+        defaults = dataclasses.asdict(cls(model=model_cfg))
+        defaults.pop("model")
+        unknown = sorted(set(data) - set(defaults))
+        if unknown:
+            raise ConfigError(f"unknown key(s) in train config: {', '.join(unknown)}")
+        for key in ("steps", "loss"):  # nested sections may be partial: defaults fill the rest
+            if key in data:
+                if not isinstance(data[key], dict):
+                    raise ConfigError(f"train config '{key}' must be an object")
+                data[key] = {**defaults[key], **data[key]}
+        return _build(cls, {**defaults, **data, "model": model_cfg}, "train config")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read train config: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+

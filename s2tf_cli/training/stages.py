@@ -1,0 +1,171 @@
+"""The three training stages of §3.3 as one nn.Module, so DDP sees every forward.
+
+- visual: E_id^v(I_1), E_ir^v(I_k+) and G reconstruct I_k; ArcFace on W; L_rec + L_adv.
+- sync: visual encoders and W frozen; E_id^a with ArcFace on the shared W and InfoNCE against
+  f_id^v (Eq. 1); E_s^a with InfoNCE against Δf_ir^v = f_ir^{v_k} - f_ir^{v_1} (Eq. 3), negatives
+  from other people first, then (curriculum) also off-sync windows of the same clip.
+- finetune: G(cat(f_id^v, f_s^a + f_ir^{v1})) first, then also G(cat(f_id^a, f_s^a + f_ir^{v1})),
+  with every loss of Eq. 7.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.discriminator import MultiScaleDiscriminator
+from ..models.s2tf import S2TFModel
+from .config import TrainConfig
+from .losses import CentroidLoss, InfoNCE, ReconstructionLoss, VGG19Features, adversarial_d, adversarial_g
+
+STAGES = ("visual", "sync", "finetune")
+
+
+def stage_at(cfg: TrainConfig, step: int) -> tuple[str, str]:
+    """(stage, phase) for a global step. Phases: sync "other-ids" / "same-id" (curriculum on
+    negatives); finetune "visual-id" then "audio-id"."""
+    s = cfg.steps
+    if step < s.visual:
+        return "visual", ""
+    step -= s.visual
+    if step < s.sync:
+        return "sync", "other-ids" if step < s.sync * s.sync_curriculum else "same-id"
+    step -= s.sync
+    return "finetune", "visual-id" if step < s.finetune // 2 else "audio-id"
+
+
+def trainable(model: S2TFModel, stage: str) -> list[nn.Module]:
+    if stage == "visual":
+        return [model.visual_identity, model.visual_irrelevant, model.generator, model.centroids]
+    if stage == "sync":
+        return [model.audio_identity, model.audio_content]
+    return [model.visual_identity, model.visual_irrelevant, model.generator, model.centroids, model.audio_identity,
+            model.audio_content]  # fmt: skip
+
+
+class TrainingModule(nn.Module):
+    def __init__(self, cfg: TrainConfig, vgg: VGG19Features | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.model = S2TFModel(cfg.model)
+        self.discriminator = MultiScaleDiscriminator(cfg.model.discriminator)
+        self.centroid_loss = CentroidLoss()
+        self.nce = InfoNCE(cfg.sync_temperature)
+        self.rec = ReconstructionLoss(cfg.loss.per, vgg)
+        a = cfg.model.audio
+        self.context = -(-(a.n_fft // 2) // a.hop_length)  # context mel frames each side of a content window
+
+    def set_stage(self, stage: str) -> None:
+        self.requires_grad_(False)
+        for module in trainable(self.model, stage):
+            module.requires_grad_(True)
+        if stage != "sync":
+            self.discriminator.requires_grad_(True)
+        self.model.train()
+        # Frozen encoders keep their batch-norm statistics.
+        if stage == "sync":
+            for m in (self.model.visual_identity, self.model.visual_irrelevant):
+                m.eval()
+
+    # -------------------------------------------------------------------------- features
+    def content_features(self, audio: torch.Tensor) -> torch.Tensor:
+        """(N, samples) audio segments -> (N, ir_dim) f_s^a over the centred content window."""
+        mel = self.model.mel(audio)  # (N, n_mels, frames)
+        w = self.cfg.model.audio.content_window
+        return self.model.audio_content(mel[:, :, self.context : self.context + w])
+
+    def identity_features(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.model.audio_identity(self.model.mel(audio))
+
+    def _drop_ir(self, f_ir: torch.Tensor) -> torch.Tensor:
+        keep = (torch.rand(len(f_ir), 1, device=f_ir.device) >= self.cfg.ir_dropout).to(f_ir.dtype)
+        return f_ir * keep
+
+    # ------------------------------------------------------------------------------ steps
+    def forward(self, batch: dict, stage: str, phase: str, part: str = "g", fake: torch.Tensor | None = None):
+        if part == "d":
+            return self._discriminator_step(batch, fake)
+        if stage == "visual":
+            return self._visual(batch)
+        if stage == "sync":
+            return self._sync(batch, phase)
+        return self._finetune(batch, phase)
+
+    def _gan_terms(self, fake: torch.Tensor, real: torch.Tensor, metrics: dict, tag: str) -> torch.Tensor:
+        w = self.cfg.loss
+        d_fake = self.discriminator(fake)
+        d_real = self.discriminator(real) if self.rec.vgg is None else None
+        rec, m = self.rec(fake, real, d_fake, d_real)
+        adv = adversarial_g(d_fake)
+        metrics.update({f"{tag}_l1": m["l1"], f"{tag}_per": m["per"], f"{tag}_adv": adv.detach()})
+        return w.rec * rec + w.adv * adv
+
+    def _labelled(self, f_id: torch.Tensor, labels: torch.Tensor, metrics: dict, tag: str) -> torch.Tensor:
+        ok = labels >= 0
+        if not ok.any():
+            return f_id.sum() * 0
+        loss, m = self.centroid_loss(self.model.centroids, f_id[ok], labels[ok])
+        metrics[f"{tag}_arcface"] = loss.detach()
+        metrics[f"{tag}_acc"] = m["acc"]
+        return loss
+
+    def _visual(self, batch: dict):
+        w, metrics = self.cfg.loss, {}
+        f_id = self.model.visual_identity(batch["first"])
+        f_ir = self._drop_ir(self.model.visual_irrelevant(batch["frame_aug"]))
+        fake = self.model.generate(f_id, f_ir)
+        loss = self._gan_terms(fake, batch["frame"], metrics, "v")
+        loss = loss + w.centroid * self._labelled(f_id, batch["label"], metrics, "vid")
+        metrics["loss_g"] = loss.detach()
+        return loss, metrics, fake
+
+    def _sync_losses(self, batch: dict, phase: str, f_id_v: torch.Tensor, f_ir_k: torch.Tensor,
+                     f_ir_1: torch.Tensor, metrics: dict):  # fmt: skip
+        w = self.cfg.loss
+        f_id_a = self.identity_features(batch["id_audio"])
+        loss = w.centroid * self._labelled(f_id_a, batch["label"], metrics, "aid")
+        l_id, m = self.nce(f_id_a, f_id_v)
+        metrics.update({"id_sync": l_id.detach(), "id_sync_acc": m["acc"]})
+        f_s = self.content_features(batch["content_audio"])
+        extra = None
+        if phase in ("same-id", "visual-id", "audio-id") and "neg_audio" in batch:
+            b = len(f_s)
+            extra = self.content_features(batch["neg_audio"]).view(b, -1, f_s.shape[-1])
+        delta = f_ir_k - f_ir_1  # Δf_ir^v: what changed since the clip's first frame
+        l_s, m = self.nce(delta, f_s, extra)
+        metrics.update({"s_sync": l_s.detach(), "s_sync_acc": m["acc"], "s_pos_cos": m["pos_cos"]})
+        return loss + w.id_sync * l_id + w.s_sync * l_s, f_id_a, f_s
+
+    def _sync(self, batch: dict, phase: str):
+        metrics = {}
+        with torch.no_grad():
+            f_id_v = self.model.visual_identity(batch["frame"])
+            f_ir_k = self.model.visual_irrelevant(batch["frame"])
+            f_ir_1 = self.model.visual_irrelevant(batch["clip_first"])
+        loss, _, _ = self._sync_losses(batch, phase, f_id_v, f_ir_k, f_ir_1, metrics)
+        metrics["loss_g"] = loss.detach()
+        return loss, metrics, None
+
+    def _finetune(self, batch: dict, phase: str):
+        w, metrics = self.cfg.loss, {}
+        f_id_v = self.model.visual_identity(batch["first"])
+        f_ir_k = self.model.visual_irrelevant(batch["frame"])
+        f_ir_1 = self.model.visual_irrelevant(batch["clip_first"])
+        loss, f_id_a, f_s = self._sync_losses(batch, phase, f_id_v.detach(), f_ir_k, f_ir_1, metrics)
+        loss = loss + w.centroid * self._labelled(f_id_v, batch["label"], metrics, "vid")
+        f_ir = self._drop_ir(f_s + f_ir_1)
+        fake = self.model.generate(f_id_v, f_ir)
+        loss = loss + self._gan_terms(fake, batch["frame"], metrics, "va")
+        if phase == "audio-id":
+            fake_a = self.model.generate(f_id_a, f_ir)
+            loss = loss + self._gan_terms(fake_a, batch["frame"], metrics, "a")
+            fake = torch.cat([fake, fake_a])
+        metrics["loss_g"] = loss.detach()
+        return loss, metrics, fake
+
+    def _discriminator_step(self, batch: dict, fake: torch.Tensor):
+        real = batch["frame"]
+        d_real = self.discriminator(real)
+        d_fake = self.discriminator(fake.detach())
+        loss = self.cfg.loss.adv * adversarial_d(d_real, d_fake)
+        return loss, {"loss_d": loss.detach()}, None

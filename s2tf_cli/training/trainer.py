@@ -1,0 +1,193 @@
+"""`s2tf train CONFIG`: the three stages in one loop, on one CPU, one GPU or many (Accelerate).
+
+The same command scales out: `accelerate launch -m s2tf_cli train CONFIG --out DIR` runs one
+process per device, each drawing its own batches (rank-seeded); bf16 autocast on GPUs. Batches and
+random noise are functions of (seed, step, rank), and checkpoints hold every state, so a resumed
+run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import checkpoint
+from .config import TrainConfig
+from .corpus import BatchSpec, Corpus, draw_batch
+from .stages import STAGES, TrainingModule, stage_at
+
+log = logging.getLogger(__name__)
+
+
+def make_accelerator(cpu: bool | None = None):
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    return Accelerator(
+        cpu=use_cpu,
+        mixed_precision="no" if use_cpu else "bf16",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+
+
+def _perceptual(cfg: TrainConfig):
+    from .losses import VGG19Features
+
+    if cfg.perceptual in ("vgg19", "auto") and cfg.vgg19_weights and Path(cfg.vgg19_weights).is_file():
+        log.info("perceptual loss: VGG19 features from %s", cfg.vgg19_weights)
+        return VGG19Features.from_file(cfg.vgg19_weights)
+    if cfg.perceptual == "vgg19":
+        raise FileNotFoundError(f"perceptual='vgg19' but no VGG19 weights at {cfg.vgg19_weights!r}")
+    log.info("perceptual loss: multi-scale discriminator feature matching (no local VGG19 weights)")
+    return None
+
+
+def _ema_update(ema: dict[str, torch.Tensor], generator: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for k, v in generator.state_dict().items():
+            if v.dtype.is_floating_point:
+                ema[k].lerp_(v.detach(), 1 - decay)
+            else:
+                ema[k].copy_(v)
+
+
+def _sample_grid(module: TrainingModule, batch: dict, ema: dict, path: Path) -> None:
+    """Real frames over reconstructions with the EMA generator (visual features)."""
+    import copy
+
+    from ..images import grid, png_bytes, to_uint8
+    from ..outputs import write_bytes_atomic
+
+    model = module.model
+    gen = copy.deepcopy(model.generator)
+    gen.load_state_dict(ema)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        n = min(8, len(batch["frame"]))
+        f_id = model.visual_identity(batch["first"][:n])
+        f_ir = model.visual_irrelevant(batch["frame_aug"][:n])
+        f_id = torch.nn.functional.normalize(f_id, dim=-1) * model.cfg.id_dim**0.5
+        fake = gen(torch.cat([f_id, f_ir], -1), gen.make_noise(0, f_id.device))
+    model.train(was)
+    tiles = list(to_uint8(batch["frame"][:n])) + list(to_uint8(fake))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, png_bytes(grid(tiles, columns=n), {"s2tf:synthetic": "true"}))
+
+
+def train(
+    cfg: TrainConfig,
+    out: Path,
+    max_steps: int | None = None,
+    cpu: bool | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Run (or resume) training into `out`; stops after `max_steps` total steps if given."""
+    accelerator = make_accelerator(cpu)
+    rank = accelerator.process_index
+    out = Path(out)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "train_config.json")
+    corpus = Corpus(cfg.corpus, "train")
+    if corpus.num_labels > cfg.model.num_identities:
+        raise ValueError(
+            f"corpus has {corpus.num_labels} training identities but the model has {cfg.model.num_identities} centroids"
+        )
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
+    module = TrainingModule(cfg, _perceptual(cfg))
+    model = module.model
+    enc_params = [p for n, p in model.named_parameters() if not n.startswith("generator.")]
+    opt_g = torch.optim.Adam(
+        [{"params": list(model.generator.parameters()), "lr": cfg.lr},
+         {"params": enc_params, "lr": cfg.encoder_lr}], betas=tuple(cfg.betas),
+    )  # fmt: skip
+    opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    ema = {k: v.detach().clone() for k, v in model.generator.state_dict().items()}
+    start = 0
+    restored = checkpoint.load_latest(out / "checkpoints", module, {"g": opt_g, "d": opt_d}, ema)
+    if restored:
+        start = restored[0]
+        log.info("resumed from step %d", start)
+    wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
+    ema = {k: v.to(accelerator.device) for k, v in ema.items()}
+    a = cfg.model.audio
+    spec = BatchSpec(
+        batch_size=cfg.batch_size,
+        identity_window=int(a.identity_window_s * a.sample_rate),
+        content_window=a.content_window,
+        hop=a.hop_length,
+        context=module.context * a.hop_length,
+        image_size=cfg.model.image_size,
+        content_negatives=cfg.content_negatives,
+        audio_augment=cfg.audio_augment,
+    )
+    total = cfg.steps.visual + cfg.steps.sync + cfg.steps.finetune
+    stop = min(total, max_steps) if max_steps is not None else total
+    stage_time: dict[str, float] = {s: 0.0 for s in STAGES}
+    current = None
+    metrics: dict = {}
+    for step in range(start, stop):
+        t0 = time.perf_counter()
+        stage, phase = stage_at(cfg, step)
+        if stage != current:
+            module.set_stage(stage)
+            current = stage
+        torch.manual_seed(cfg.seed * 1_000_003 + step * 97 + rank)
+        batch = {k: v.to(accelerator.device) for k, v in draw_batch(corpus, spec, cfg.seed, step, rank).items()}
+        with accelerator.autocast():
+            loss_g, metrics, fake = wrapped(batch, stage, phase, "g")
+        opt_g.zero_grad(set_to_none=True)
+        accelerator.backward(loss_g)
+        opt_g.step()
+        if fake is not None:
+            with accelerator.autocast():
+                loss_d, m_d, _ = wrapped(batch, stage, phase, "d", fake.detach())
+            opt_d.zero_grad(set_to_none=True)
+            accelerator.backward(loss_d)
+            opt_d.step()
+            metrics.update(m_d)
+            _ema_update(ema, model.generator, cfg.ema_decay if step > 100 else 0.0)
+        elapsed = time.perf_counter() - t0
+        stage_time[stage] += elapsed
+        done = step + 1
+        if accelerator.is_main_process:
+            row = {"step": done, "stage": stage, "phase": phase, "seconds": round(elapsed, 3),
+                   **{k: round(float(v), 5) for k, v in metrics.items()}}  # fmt: skip
+            if done % cfg.log_every == 0 or done == stop:
+                _append_csv(out / f"metrics-{stage}{'-' + phase if phase else ''}.csv", row)
+            if progress:
+                progress(done, stop, row)
+            if cfg.sample_every and done % cfg.sample_every == 0:
+                _sample_grid(module, batch, ema, out / "samples" / f"step-{done:07d}.png")
+        if done % cfg.checkpoint_every == 0 or done == stop:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                checkpoint.save(out / "checkpoints", done, module, {"g": opt_g, "d": opt_d}, ema,
+                                {"stage_seconds": stage_time}, keep=cfg.keep_checkpoints)  # fmt: skip
+    accelerator.wait_for_everyone()
+    summary = {"steps": stop, "total_steps": total, "stage_seconds": stage_time,
+               "last": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
+    if accelerator.is_main_process:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    """One CSV per stage and phase: within one every row has the same metrics."""
+    exists = path.is_file()
+    header = list(row)
+    if exists:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), header)
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore", restval="")
+        if not exists:
+            writer.writeheader()
+        writer.writerow(row)

@@ -1,0 +1,177 @@
+"""Corpus tools: espeak-ng phoneme timings, mouth animation, `data synth` and `data prepare`."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import speechlike
+from s2tf_cli.data.animate import (
+    FaceAnimator, HeadDrift, landmarks68, openness_from_envelope, openness_from_phonemes, phoneme_openness,
+)  # fmt: skip
+from s2tf_cli.data.espeak import Espeak, Phoneme
+from s2tf_cli.data.prepare import PrepareOptions, find_clips, prepare_corpus, split_of
+from s2tf_cli.data.sources import face_identities, real_voice_identities
+from s2tf_cli.data.voices import speak, voice_profile
+from s2tf_cli.images import load_image
+
+
+def test_espeak_reports_phonemes_in_order():
+    wave, sr, phonemes = Espeak.get().synth("hello world", "en+m3")
+    assert sr == 22050 and len(wave) > 0.5 * sr
+    symbols = [p.symbol for p in phonemes]
+    assert symbols[:4] == ["h", "@", "l", "oU"]
+    starts = [p.start for p in phonemes]
+    assert starts == sorted(starts) and 0 <= starts[0] < 0.1 and starts[-1] <= len(wave) / sr + 0.05
+
+
+def test_voice_profiles_follow_labels(face_folders):
+    idents = face_identities(face_folders["celeb"])
+    rng = np.random.default_rng(0)
+    male = voice_profile(idents[0], rng)
+    female = voice_profile(idents[1], rng)
+    assert idents[0].gender == "male" and "+m" in male.variant and "+f" in female.variant
+    assert female.pitch > male.pitch
+    wave, phonemes = speak("a short test", male)
+    assert wave.dtype == np.float32 and np.abs(wave).max() <= 0.51 and phonemes
+
+
+def test_sources_read_labels(face_folders):
+    flat = face_identities(face_folders["flat"])
+    assert flat[0].age == 30 and flat[0].gender == "female" and flat[0].ethnicity == "asian"
+    real = real_voice_identities(face_folders["real"])
+    assert real[0].gender == "male" and len(real[0].voices) == 2
+
+
+def test_openness_from_phonemes():
+    phonemes = [Phoneme("_", 0.0), Phoneme("m", 0.2), Phoneme("a:", 0.3), Phoneme("p", 0.5), Phoneme("_", 0.6)]
+    curve = openness_from_phonemes(phonemes, 1.0, 25)
+    assert len(curve) == 25
+    assert curve[1] == 0 and curve[-2] == 0, "silence keeps the mouth closed"
+    assert curve[10] > 0.8  # 0.42 s: inside "a:"
+    assert phoneme_openness("p") == 0 and phoneme_openness("aI") == 1.0
+
+
+def test_openness_from_envelope_follows_loudness():
+    wave = np.concatenate([np.zeros(8000, np.float32), speechlike(1.0, seed=1), np.zeros(8000, np.float32)])
+    curve = openness_from_envelope(wave, 16000, 25)
+    assert len(curve) == 50
+    assert curve[:10].max() == 0 and curve[-10:].max() == 0 and curve[15:35].max() > 0.5
+
+
+def test_animator_moves_the_mouth_only(pose_image):
+    image = load_image(pose_image)
+    marks = landmarks68(image)
+    assert marks is not None and marks.shape == (68, 2)
+    still = HeadDrift(np.zeros((4, 2)), np.zeros((4, 2)), np.zeros(4))
+    anim = FaceAnimator(image, marks, 96, still)
+    closed, wide = anim.frame(0.0, 0.0), anim.frame(1.0, 0.0)
+    assert closed.shape == (96, 96, 3)
+    diff = np.abs(closed.astype(int) - wide.astype(int)).sum(axis=2)
+    rows = np.nonzero(diff.max(axis=1) > 30)[0]
+    assert rows.size and rows.min() > 96 * 0.45, "only the lower face changes"
+    drifting = FaceAnimator(image, marks, 96, HeadDrift.random(np.random.default_rng(0)))
+    assert not np.array_equal(drifting.frame(0.0, 0.0), drifting.frame(0.0, 1.0)), "the head drifts"
+
+
+def _decode(path):
+    from s2tf_cli.audio import load_audio
+    from s2tf_cli.data.prepare import read_frames
+
+    return read_frames(path), load_audio(path)
+
+
+def test_synth_writes_voxceleb_layout(raw_corpus):
+    clips = find_clips(raw_corpus)
+    ids = {c.relative_to(raw_corpus).parts[0] for c in clips}
+    assert ids == {"celeb-id0001", "celeb-id0002", "flat-30_1_2_20170101000000000", "real-Actor_01"}
+    assert len(clips) == 8
+    meta = (raw_corpus / "meta.csv").read_text().splitlines()
+    assert meta[0] == "identity,gender,age,ethnicity,source,voice" and len(meta) == 5
+    assert "real-Actor_01,male,,unknown,real,real" in meta
+    frames, audio = _decode(clips[0])
+    assert frames.shape[1:] == (96, 96, 3)
+    assert abs(len(frames) - np.ceil(len(audio) / 16000 * 25)) <= 1
+
+
+def test_synth_mouth_is_aligned_with_the_audio(raw_corpus):
+    """Mouth-region change against the first (silent, closed) frame tracks the loudness envelope;
+    the best lag between them is within one frame."""
+    clip = next(c for c in find_clips(raw_corpus) if c.parts[-3].startswith("celeb"))
+    frames, audio = _decode(clip)
+    n = min(len(frames), int(len(audio) / 640))
+    mouth = frames[:n, 55:85, 30:66].astype(float)
+    motion = np.abs(mouth - mouth[0]).mean(axis=(1, 2, 3))
+    loud = np.array([np.sqrt(np.mean(audio[i * 640 : (i + 1) * 640] ** 2)) for i in range(n)])
+    best = max(range(-3, 4), key=lambda lag: np.corrcoef(np.roll(loud, lag)[4:-4], motion[4:-4])[0, 1])
+    assert abs(best) <= 1
+    assert np.corrcoef(loud, motion)[0, 1] > 0.3
+
+
+def test_synth_is_deterministic(face_folders, tmp_path):
+    from s2tf_cli.data.synth import SynthOptions, synth_corpus
+
+    outs = []
+    for name in ("a", "b"):
+        opts = SynthOptions(tmp_path / name, identities=1, clips_per_identity=1, seed=5, workers=1, size=64)
+        synth_corpus([face_folders["celeb"]], [], opts)
+        clip = find_clips(tmp_path / name)[0]
+        outs.append((clip.relative_to(tmp_path / name), *_decode(clip)))
+    assert outs[0][0] == outs[1][0]
+    assert np.array_equal(outs[0][2], outs[1][2])
+    assert np.abs(outs[0][1].astype(int) - outs[1][1].astype(int)).mean() < 0.5
+
+
+def test_prepare_shards_manifest_and_splits(prepared_corpus, raw_corpus):
+    rows = [json.loads(x) for x in (prepared_corpus / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 8
+    assert {r["split"] for r in rows} == {"train"}
+    assert sorted({r["label"] for r in rows}) == [0, 1, 2, 3]
+    r = rows[0]
+    with np.load(prepared_corpus / r["path"], allow_pickle=False) as shard:
+        assert len(shard["offsets"]) - 1 == r["frames"] and len(shard["audio"]) == r["samples"]
+        assert int(shard["size"]) == 32
+    summary = json.loads((prepared_corpus / "corpus.json").read_text())
+    assert summary["clips"] == 8 and summary["skipped"] == 0
+
+
+def test_split_is_stable_per_identity():
+    assert split_of("id0001", 0.05, 0.1) == split_of("id0001", 0.05, 0.1)
+    splits = [split_of(f"person{i}", 0.05, 0.1) for i in range(2000)]
+    assert 0.07 < splits.count("test") / 2000 < 0.13 and 0.03 < splits.count("val") / 2000 < 0.07
+
+
+def test_prepare_counts_skips_and_resumes(raw_corpus, tmp_path):
+    import shutil
+
+    import imageio_ffmpeg
+
+    root = tmp_path / "root"
+    shutil.copytree(raw_corpus / "celeb-id0001", root / "celeb-id0001")
+    # a clip with no face and one with no audio track, in the same layout
+    blank = root / "nobody" / "v1"
+    blank.mkdir(parents=True)
+    sf.write(tmp_path / "voice.wav", speechlike(1.0), 16000)
+    w = imageio_ffmpeg.write_frames(str(blank / "00001.mp4"), (64, 64), fps=25, macro_block_size=1,
+                                    audio_path=str(tmp_path / "voice.wav"), audio_codec="aac")  # fmt: skip
+    w.send(None)
+    for _ in range(20):
+        w.send(np.full((64, 64, 3), 128, np.uint8))
+    w.close()
+    silent = root / "mute" / "v1"
+    silent.mkdir(parents=True)
+    src = next((raw_corpus / "celeb-id0001").glob("*/*.mp4"))
+    import subprocess
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(src), "-an", "-c:v", "copy",
+                    str(silent / "00001.mp4")], check=True)  # fmt: skip
+    out = tmp_path / "out"
+    summary = prepare_corpus(PrepareOptions(root, out, size=32, workers=1))
+    assert summary["clips"] == 2 and summary["skipped"] == 2
+    skipped = (out / "skipped.csv").read_text()
+    assert "nobody/v1/00001.mp4,no face" in skipped and "mute/v1/00001.mp4,no audio" in skipped
+    shard = next(out.glob("clips/*/*/*.npz"))
+    before = shard.stat().st_mtime_ns
+    assert prepare_corpus(PrepareOptions(root, out, size=32, workers=1))["clips"] == 2
+    assert shard.stat().st_mtime_ns == before, "finished shards are kept"

@@ -1,0 +1,164 @@
+"""Training: two steps of each stage, exact resume, checkpoint fallback, export -> `s2tf face`,
+the CLI commands, and a 2-process CPU run through accelerate."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from s2tf_cli.cli import app
+from s2tf_cli.config import preset
+from s2tf_cli.training.config import TrainConfig
+from s2tf_cli.training.stages import stage_at
+from s2tf_cli.training.trainer import train
+
+runner = CliRunner()
+
+
+def _config(corpus: Path) -> TrainConfig:
+    model = preset("tiny")
+    cfg = TrainConfig(corpus=str(corpus), model=model)
+    cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 2, 2, 2
+    cfg.steps.sync_curriculum = 0.5
+    cfg.batch_size = 3
+    cfg.content_negatives = 2
+    cfg.checkpoint_every = 3
+    cfg.sample_every = 2
+    cfg.log_every = 1
+    return cfg
+
+
+def test_stage_schedule():
+    cfg = TrainConfig()
+    cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune, cfg.steps.sync_curriculum = 10, 10, 10, 0.3
+    assert [stage_at(cfg, s) for s in (0, 9, 10, 12, 13, 19, 20, 24, 25, 29)] == [
+        ("visual", ""), ("visual", ""), ("sync", "other-ids"), ("sync", "other-ids"), ("sync", "same-id"),
+        ("sync", "same-id"), ("finetune", "visual-id"), ("finetune", "visual-id"), ("finetune", "audio-id"),
+        ("finetune", "audio-id"),
+    ]  # fmt: skip
+
+
+def test_train_config_strict_and_partial(tmp_path):
+    cfg = TrainConfig.from_dict({"model": {"preset": "tiny"}, "steps": {"visual": 7}})
+    assert cfg.steps.visual == 7 and cfg.steps.sync == TrainConfig().steps.sync
+    from s2tf_cli.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown key.*nonsense"):
+        TrainConfig.from_dict({"model": {"preset": "tiny"}, "nonsense": 1})
+    cfg.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json") == cfg
+
+
+def _params(run: Path) -> dict[str, torch.Tensor]:
+    ckpt = sorted((run / "checkpoints").glob("ckpt-*"))[-1]
+    return load_file(str(ckpt / "module.safetensors"))
+
+
+def test_every_stage_trains_and_logs(prepared_corpus, tmp_path):
+    cfg = _config(prepared_corpus)
+    summary = train(cfg, tmp_path / "run", cpu=True)
+    assert summary["steps"] == 6 and all(summary["stage_seconds"][s] > 0 for s in ("visual", "sync", "finetune"))
+    for stage, keys in {"visual": ["v_l1", "vid_arcface", "loss_d"], "sync-same-id": ["aid_arcface", "id_sync", "s_sync"],
+                        "finetune-audio-id": ["va_l1", "a_l1", "id_sync", "s_sync", "loss_d"]}.items():  # fmt: skip
+        header = (tmp_path / "run" / f"metrics-{stage}.csv").read_text().splitlines()[0].split(",")
+        assert set(keys) <= set(header), (stage, header)
+    assert (tmp_path / "run" / "samples" / "step-0000002.png").is_file()
+
+
+def test_sync_stage_freezes_visual_side(prepared_corpus, tmp_path):
+    cfg = _config(prepared_corpus)
+    cfg.checkpoint_every = 1
+    cfg.keep_checkpoints = 10
+    train(cfg, tmp_path / "run", cpu=True, max_steps=4)
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-*"))
+    after_visual = load_file(str(ckpts[1] / "module.safetensors"))
+    after_sync = load_file(str(ckpts[3] / "module.safetensors"))
+    for key, value in after_visual.items():
+        frozen = key.startswith(("model.visual_", "model.generator.", "model.centroids.", "discriminator."))
+        if frozen and value.dtype.is_floating_point:
+            assert torch.equal(value, after_sync[key]), key
+    assert not torch.equal(after_visual["model.audio_content.fc.weight"], after_sync["model.audio_content.fc.weight"])
+
+
+def test_resume_equals_continue(prepared_corpus, tmp_path):
+    cfg = _config(prepared_corpus)
+    train(cfg, tmp_path / "straight", cpu=True)
+    train(cfg, tmp_path / "stopped", cpu=True, max_steps=3)  # killed after its step-3 checkpoint
+    train(cfg, tmp_path / "stopped", cpu=True)
+    a, b = _params(tmp_path / "straight"), _params(tmp_path / "stopped")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_corrupt_last_checkpoint_falls_back(prepared_corpus, tmp_path):
+    cfg = _config(prepared_corpus)
+    cfg.checkpoint_every = 2
+    run = tmp_path / "run"
+    train(cfg, run, cpu=True, max_steps=4)
+    last = sorted((run / "checkpoints").glob("ckpt-*"))[-1]
+    (last / "module.safetensors").write_bytes(b"garbage")
+    summary = train(cfg, run, cpu=True, max_steps=5)
+    assert summary["steps"] == 5
+    state = json.loads((sorted((run / "checkpoints").glob("ckpt-*"))[-1] / "state.json").read_text())
+    assert state["step"] == 5
+
+
+def test_cli_train_export_face(prepared_corpus, tmp_path):
+    cfg = _config(prepared_corpus)
+    cfg.corpus = ""
+    cfg.save(tmp_path / "recipe.json")
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(tmp_path / "recipe.json"), "--out", str(run), "--corpus",
+                                 str(prepared_corpus), "--cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    weights = tmp_path / "weights"
+    result = runner.invoke(app, ["export", str(run), str(weights)])
+    assert result.exit_code == 0, result.stderr
+    assert {p.name for p in weights.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    assert "6 training steps" in (weights / "README.md").read_text()
+    ema = load_file(str(sorted((run / "checkpoints").glob("ckpt-*"))[-1] / "ema.safetensors"))
+    exported = load_file(str(weights / "model.safetensors"))
+    assert torch.equal(exported["generator.const"], ema["const"]), "export uses the EMA generator"
+    face = tmp_path / "face.png"
+    voice = next(prepared_corpus.parent.glob("voices*/low.wav"), None) or _voice(tmp_path)
+    result = runner.invoke(app, ["face", str(voice), "-o", str(face), "-w", str(weights)])
+    assert result.exit_code == 0, result.stderr
+    assert face.is_file()
+
+
+def _voice(tmp_path):
+    import soundfile as sf
+
+    from conftest import speechlike
+
+    sf.write(tmp_path / "v.wav", speechlike(1.5), 16000)
+    return tmp_path / "v.wav"
+
+
+def test_cli_train_refuses_missing_corpus(tmp_path):
+    TrainConfig(model=preset("tiny")).save(tmp_path / "r.json")
+    result = runner.invoke(app, ["train", str(tmp_path / "r.json"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "not a prepared corpus" in result.stderr
+
+
+def test_two_process_cpu_run(prepared_corpus, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): both ranks step, rank 0 checkpoints."""
+    cfg = _config(prepared_corpus)
+    cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 1, 1, 1
+    cfg.sample_every = 0
+    cfg.save(tmp_path / "recipe.json")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines",
+           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "s2tf_cli", "train",
+           str(tmp_path / "recipe.json"), "--out", str(tmp_path / "run"), "--cpu"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 3
+    assert len(list((tmp_path / "run" / "checkpoints").glob("ckpt-*"))) >= 1
