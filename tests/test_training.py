@@ -162,3 +162,11 @@ def test_two_process_cpu_run(prepared_corpus, tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 3
     assert len(list((tmp_path / "run" / "checkpoints").glob("ckpt-*"))) >= 1
+
+
+@pytest.mark.parametrize("name", ["s2tf-cpu.json", "paper-voxceleb2.json"])
+def test_shipped_recipes_load(name):
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    cfg = TrainConfig.load(configs / name)
+    assert cfg.model.preset in ("cpu", "paper")
+    assert cfg.steps.visual > 0 and cfg.steps.sync > 0 and cfg.steps.finetune > 0
