@@ -89,9 +89,13 @@ def test_sync_stage_freezes_visual_side(prepared_corpus, tmp_path):
 def test_resume_equals_continue(prepared_corpus, tmp_path):
     cfg = _config(prepared_corpus)
     train(cfg, tmp_path / "straight", cpu=True)
-    train(cfg, tmp_path / "stopped", cpu=True, max_steps=3)  # killed after its step-3 checkpoint
+    train(cfg, tmp_path / "stopped", cpu=True, max_steps=4)
+    shutil.rmtree(tmp_path / "stopped" / "checkpoints" / "ckpt-0000004")  # as if killed before saving step 4
     train(cfg, tmp_path / "stopped", cpu=True)
     a, b = _params(tmp_path / "straight"), _params(tmp_path / "stopped")
+    for log in (tmp_path / "stopped").glob("metrics-*.csv"):
+        steps = [line.split(",")[0] for line in log.read_text().splitlines()[1:]]
+        assert len(steps) == len(set(steps)), f"{log.name}: steps logged twice after the resume"
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key

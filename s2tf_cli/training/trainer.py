@@ -81,6 +81,15 @@ def _sample_grid(module: TrainingModule, batch: dict, ema: dict, path: Path) -> 
     write_bytes_atomic(path, png_bytes(grid(tiles, columns=n), {"s2tf:synthetic": "true"}))
 
 
+def _tensorboard(out: Path):
+    """A SummaryWriter when tensorboard is installed, else None (the CSV logs are always written)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
 def train(
     cfg: TrainConfig,
     out: Path,
@@ -115,6 +124,8 @@ def train(
     if restored:
         start = restored[0]
         log.info("resumed from step %d", start)
+        if accelerator.is_main_process:
+            _truncate_logs(out, start)
     wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
     ema = {k: v.to(accelerator.device) for k, v in ema.items()}
     a = cfg.model.audio
@@ -131,6 +142,7 @@ def train(
     total = cfg.steps.visual + cfg.steps.sync + cfg.steps.finetune
     stop = min(total, max_steps) if max_steps is not None else total
     stage_time: dict[str, float] = {s: 0.0 for s in STAGES}
+    board = _tensorboard(out) if accelerator.is_main_process else None
     current = None
     metrics: dict = {}
     for step in range(start, stop):
@@ -162,6 +174,9 @@ def train(
                    **{k: round(float(v), 5) for k, v in metrics.items()}}  # fmt: skip
             if done % cfg.log_every == 0 or done == stop:
                 _append_csv(out / f"metrics-{stage}{'-' + phase if phase else ''}.csv", row)
+                if board is not None:
+                    for key, value in metrics.items():
+                        board.add_scalar(f"{stage}/{key}", float(value), done)
             if progress:
                 progress(done, stop, row)
             if cfg.sample_every and done % cfg.sample_every == 0:
@@ -172,11 +187,24 @@ def train(
                 checkpoint.save(out / "checkpoints", done, module, {"g": opt_g, "d": opt_d}, ema,
                                 {"stage_seconds": stage_time}, keep=cfg.keep_checkpoints)  # fmt: skip
     accelerator.wait_for_everyone()
+    if board is not None:
+        board.close()
     summary = {"steps": stop, "total_steps": total, "stage_seconds": stage_time,
                "last": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
     if accelerator.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _truncate_logs(out: Path, step: int) -> None:
+    """Drop metric rows past the checkpoint we resume from: those steps are about to be redone."""
+    for path in out.glob("metrics-*.csv"):
+        lines = path.read_text().splitlines()
+        keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= step]
+        if len(keep) > 1:
+            path.write_text("\n".join(keep) + "\n")
+        else:
+            path.unlink()
 
 
 def _append_csv(path: Path, row: dict) -> None:
