@@ -46,7 +46,8 @@ class TrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
     sync_temperature: float = 0.2  # τ in the InfoNCE losses (paper's Eq. 1/3 use plain cosine, τ = 1)
     content_negatives: int = 4  # same-clip, off-sync audio windows per sample after the curriculum switch
-    ir_dropout: float = 0.1  # chance of dropping f_ir so G also learns the pose-free (frontal) face
+    ir_dropout: float = 0.1  # chance of dropping the visual f_ir (stage 1: f_ir^v, stage 3: f_ir^{v1}, keeping
+    # f_s^a) so G also learns the pose-free face G(cat(f_id, f_s^a)) that `s2tf face` draws without --pose
     ema_decay: float = 0.999  # generator EMA used for export
     audio_augment: bool = True  # noise, reverberation, band-limiting, gain, speed
     seed: int = 0

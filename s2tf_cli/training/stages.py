@@ -153,7 +153,8 @@ class TrainingModule(nn.Module):
         f_ir_1 = self.model.visual_irrelevant(batch["clip_first"])
         loss, f_id_a, f_s = self._sync_losses(batch, phase, f_id_v.detach(), f_ir_k, f_ir_1, metrics)
         loss = loss + w.centroid * self._labelled(f_id_v, batch["label"], metrics, "vid")
-        f_ir = self._drop_ir(f_s + f_ir_1)
+        # Dropping only f_ir^{v1} teaches G the paper's frontal path G(cat(f_id, f_s^a)) used by `s2tf face`.
+        f_ir = f_s + self._drop_ir(f_ir_1)
         fake = self.model.generate(f_id_v, f_ir)
         loss = loss + self._gan_terms(fake, batch["frame"], metrics, "va")
         if phase == "audio-id":
