@@ -142,6 +142,8 @@ def train(
     total = cfg.steps.visual + cfg.steps.sync + cfg.steps.finetune
     stop = min(total, max_steps) if max_steps is not None else total
     stage_time: dict[str, float] = {s: 0.0 for s in STAGES}
+    if restored:  # wall time per stage adds up across resumes
+        stage_time.update(restored[1].get("stage_seconds", {}))
     board = _tensorboard(out) if accelerator.is_main_process else None
     current = None
     metrics: dict = {}
