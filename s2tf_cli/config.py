@@ -76,6 +76,8 @@ class GeneratorConfig:
     style_dim: int = 512  # w: output of the mapping MLP over cat(f_id, f_ir)
     mapping_layers: int = 4  # depth of the mapping MLP
     noise: bool = True  # per-pixel noise inputs; fixed (deterministic) unless a seed asks otherwise
+    input: str = "const"  # first block's input: "const" (StyleGAN2's learned constant) or "style" (a linear
+    # map of w to the base grid, added to the constant; converges much faster on a small training budget)
 
 
 @dataclass

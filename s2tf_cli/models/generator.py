@@ -129,6 +129,9 @@ class StyleGenerator(nn.Module):
         self.base = image_size // 2 ** (len(cfg.channels) - 1)
         self.mapping = MappingNetwork(in_dim, cfg.style_dim, cfg.mapping_layers)
         self.const = nn.Parameter(torch.randn(1, cfg.channels[0], self.base, self.base))
+        if cfg.input not in ("const", "style"):
+            raise ValueError(f"generator.input must be 'const' or 'style', not {cfg.input!r}")
+        self.input = EqualLinear(cfg.style_dim, cfg.channels[0] * self.base**2) if cfg.input == "style" else None
         self.blocks = nn.ModuleList()
         cin = cfg.channels[0]
         for i, cout in enumerate(cfg.channels):
@@ -156,6 +159,8 @@ class StyleGenerator(nn.Module):
         b = features.shape[0]
         w = self.mapping(features)
         x = self.const.expand(b, -1, -1, -1)
+        if self.input is not None:
+            x = x + self.input(w).view(b, -1, self.base, self.base)
         rgb = None
         for i, block in enumerate(self.blocks):
             n1 = n2 = None

@@ -23,6 +23,8 @@ class LossWeights:
     id_sync: float = 1.0  # λ_sync^id: Eq. 1 contrastive audio-visual identity loss
     s_sync: float = 1.0  # λ_sync^s: Eq. 3 contrastive content loss
     r1: float = 0.0  # R1 penalty on real images (0: off)
+    adv_start: int = 0  # global step from which L_adv (and the discriminator's training) is on: a
+    # reconstruction-only warm-up keeps the generator from collapsing while it is still far from faces
 
 
 @dataclass

@@ -54,6 +54,7 @@ class TrainingModule(nn.Module):
         self.rec = ReconstructionLoss(cfg.loss.per, vgg)
         a = cfg.model.audio
         self.context = -(-(a.n_fft // 2) // a.hop_length)  # context mel frames each side of a content window
+        self.adversarial = True
 
     def set_stage(self, stage: str) -> None:
         self.requires_grad_(False)
@@ -82,7 +83,9 @@ class TrainingModule(nn.Module):
         return f_ir * keep
 
     # ------------------------------------------------------------------------------ steps
-    def forward(self, batch: dict, stage: str, phase: str, part: str = "g", fake: torch.Tensor | None = None):
+    def forward(self, batch: dict, stage: str, phase: str, part: str = "g", fake: torch.Tensor | None = None,
+                adversarial: bool = True):  # fmt: skip
+        self.adversarial = adversarial
         if part == "d":
             return self._discriminator_step(batch, fake)
         if stage == "visual":
@@ -96,7 +99,7 @@ class TrainingModule(nn.Module):
         d_fake = self.discriminator(fake)
         d_real = self.discriminator(real) if self.rec.vgg is None else None
         rec, m = self.rec(fake, real, d_fake, d_real)
-        adv = adversarial_g(d_fake)
+        adv = adversarial_g(d_fake) if self.adversarial else d_fake[0][-1].sum() * 0
         metrics.update({f"{tag}_l1": m["l1"], f"{tag}_per": m["per"], f"{tag}_adv": adv.detach()})
         return w.rec * rec + w.adv * adv
 

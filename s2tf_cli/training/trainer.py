@@ -155,18 +155,22 @@ def train(
             current = stage
         torch.manual_seed(cfg.seed * 1_000_003 + step * 97 + rank)
         batch = {k: v.to(accelerator.device) for k, v in draw_batch(corpus, spec, cfg.seed, step, rank).items()}
+        adversarial = step >= cfg.loss.adv_start
         with accelerator.autocast():
-            loss_g, metrics, fake = wrapped(batch, stage, phase, "g")
+            loss_g, metrics, fake = wrapped(batch, stage, phase, "g", adversarial=adversarial)
         opt_g.zero_grad(set_to_none=True)
         accelerator.backward(loss_g)
         opt_g.step()
-        if fake is not None:
+        if fake is not None and adversarial:
             with accelerator.autocast():
                 loss_d, m_d, _ = wrapped(batch, stage, phase, "d", fake.detach())
             opt_d.zero_grad(set_to_none=True)
             accelerator.backward(loss_d)
             opt_d.step()
             metrics.update(m_d)
+        elif fake is not None:
+            metrics["loss_d"] = torch.zeros(())  # the discriminator rests during the warm-up
+        if fake is not None:
             _ema_update(ema, model.generator, cfg.ema_decay if step > 100 else 0.0)
         elapsed = time.perf_counter() - t0
         stage_time[stage] += elapsed
