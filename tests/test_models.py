@@ -181,3 +181,16 @@ def test_arcface_logit_matches_cos_theta_plus_m():
     f = torch.tensor([[math.cos(0.4), math.sin(0.4)]])
     logit = cent.arcface_logits(f, torch.tensor([0]))[0, 0]
     assert abs(logit.item() - math.cos(0.9)) < 1e-5
+
+
+def test_generator_style_input_variant():
+    from dataclasses import replace
+
+    cfg = replace(CFG.generator, input="style")
+    gen = StyleGenerator(cfg, 24, CFG.image_size).eval()
+    f = torch.randn(2, 24)
+    with torch.no_grad():
+        out = gen(f, gen.make_noise(0))
+    assert out.shape == (2, 3, CFG.image_size, CFG.image_size)
+    with pytest.raises(ValueError, match="generator.input"):
+        StyleGenerator(replace(CFG.generator, input="bogus"), 24, CFG.image_size)
