@@ -126,7 +126,8 @@ def test_cli_train_export_face(prepared_corpus, tmp_path):
     result = runner.invoke(app, ["export", str(run), str(weights)])
     assert result.exit_code == 0, result.stderr
     assert {p.name for p in weights.iterdir()} == {"config.json", "model.safetensors", "README.md"}
-    assert "6 training steps" in (weights / "README.md").read_text()
+    card = (weights / "README.md").read_text()
+    assert "6 training steps" in card and "## Training" in card and "| visual |" in card
     ema = load_file(str(sorted((run / "checkpoints").glob("ckpt-*"))[-1] / "ema.safetensors"))
     exported = load_file(str(weights / "model.safetensors"))
     assert torch.equal(exported["generator.const"], ema["const"]), "export uses the EMA generator"

@@ -29,8 +29,13 @@ def resolve_checkpoint(path: Path) -> Path:
     return found[0]
 
 
-def export(ckpt: Path, out: Path, cfg: TrainConfig | None = None, details: str = "") -> Path:
+def export(ckpt: Path, out: Path, cfg: TrainConfig | None = None, details: str | None = None) -> Path:
+    """`details` (model card text) defaults to the run's recipe, stage times and losses."""
     ckpt = resolve_checkpoint(ckpt)
+    if details is None:
+        from .card import run_details
+
+        details = run_details(ckpt.parent.parent)
     if cfg is None:
         for candidate in (ckpt.parent.parent / "train_config.json", ckpt.parent / "train_config.json"):
             if candidate.is_file():

@@ -1,0 +1,60 @@
+"""The training section of a model card, read back from a run folder (config, metrics, times)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+# Columns worth reporting per stage log, in order.
+KEY_METRICS = ["v_l1", "v_per", "v_adv", "vid_acc", "loss_d", "aid_acc", "id_sync", "id_sync_acc", "s_sync",
+               "s_sync_acc", "va_l1", "a_l1"]  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _mean(rows: list[dict[str, str]], key: str) -> float | None:
+    values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+    return sum(values) / len(values) if values else None
+
+
+def loss_table(run: Path, window: int = 20) -> str:
+    """Per stage/phase log: metric means over its first and last `window` logged rows."""
+    lines = ["| log | steps | metric | first rows | last rows |", "|---|---|---|---|---|"]
+    for path in sorted(run.glob("metrics-*.csv")):
+        rows = _rows(path)
+        if not rows:
+            continue
+        span = f"{rows[0]['step']}-{rows[-1]['step']}"
+        for key in KEY_METRICS:
+            first, last = _mean(rows[:window], key), _mean(rows[-window:], key)
+            if first is not None:
+                lines.append(f"| {path.stem.removeprefix('metrics-')} | {span} | {key} | {first:.3f} | {last:.3f} |")
+    return "\n".join(lines)
+
+
+def run_details(run: Path, corpus_note: str = "") -> str:
+    run = Path(run)
+    parts = ["## Training"]
+    cfg_path = run / "train_config.json"
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        steps = cfg.get("steps", {})
+        parts.append(
+            f"- stages: visual {steps.get('visual')} steps, sync {steps.get('sync')}, finetune {steps.get('finetune')}; "
+            f"batch {cfg.get('batch_size')}, lr {cfg.get('lr')} (G, D) / {cfg.get('encoder_lr')} (encoders), "
+            f"seed {cfg.get('seed')}"
+        )
+        parts.append(f"- loss weights: {json.dumps(cfg.get('loss', {}))}")
+    summary = run / "summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in s.get("stage_seconds", {}).items())
+        parts.append(f"- trained to step {s.get('steps')} of {s.get('total_steps')}; wall time per stage: {times}")
+    if corpus_note:
+        parts.append(corpus_note)
+    parts.append("\n### Losses (means over the first and last logged rows of each stage)\n\n" + loss_table(run))
+    return "\n".join(parts)
