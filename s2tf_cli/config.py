@@ -117,7 +117,7 @@ class ModelConfig:
         return {"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        save_json(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -131,16 +131,25 @@ class ModelConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: config must be a JSON object")
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        return load_json(cls, path, "config")
+
+
+def load_json(cls: type, path: str | Path, what: str) -> Any:
+    """`cls.from_dict` of a JSON file, every failure a ConfigError that names the file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {what} must be a JSON object")
+    try:
+        return cls.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_json(data: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
