@@ -39,7 +39,10 @@ def data_synth(
     for folder in [*faces, *real_voices]:
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such folder")
-    opts = SynthOptions(out, identities, clips, seed, workers, real_clips_per_identity=real_clips)
+    opts = SynthOptions(
+        out, identities=identities, clips_per_identity=clips, real_clips_per_identity=real_clips,
+        seed=seed, workers=workers,
+    )
     total = len(choose_identities(faces, real_voices, identities, seed))
     with _progress() as bar:
         task = bar.add_task("synthesising identities", total=total)

@@ -175,3 +175,32 @@ def test_prepare_counts_skips_and_resumes(raw_corpus, tmp_path):
     before = shard.stat().st_mtime_ns
     assert prepare_corpus(PrepareOptions(root, out, size=32, workers=1))["clips"] == 2
     assert shard.stat().st_mtime_ns == before, "finished shards are kept"
+
+
+def test_cli_data_synth_then_prepare(face_folders, tmp_path):
+    """The commands a researcher types: exit codes, summaries on stdout, a manifest at the end."""
+    from typer.testing import CliRunner
+
+    from s2tf_cli.cli import app
+
+    runner = CliRunner()
+    raw, prepared = tmp_path / "raw", tmp_path / "prepared"
+    result = runner.invoke(app, ["data", "synth", str(raw), "--faces", str(face_folders["celeb"]),
+                                 "-n", "1", "-k", "1", "-j", "1", "--seed", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "clips=1" in result.output
+    assert len(find_clips(raw)) == 1
+    result = runner.invoke(app, ["data", "prepare", str(raw), str(prepared), "--size", "32", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert len((prepared / "manifest.jsonl").read_text().splitlines()) == 1
+
+
+def test_cli_data_synth_needs_a_source(tmp_path):
+    from typer.testing import CliRunner
+
+    from s2tf_cli.cli import app
+
+    result = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "raw")])
+    assert result.exit_code == 2
+    assert "--faces" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "raw").exists()
