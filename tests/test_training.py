@@ -128,6 +128,8 @@ def test_cli_train_export_face(prepared_corpus, tmp_path):
     assert {p.name for p in weights.iterdir()} == {"config.json", "model.safetensors", "README.md"}
     card = (weights / "README.md").read_text()
     assert "6 training steps" in card and "## Training" in card and "| visual |" in card
+    assert "| celeb | train | 2 | 4 |" in card and "| real | train | 1 | 2 |" in card, "corpus per source"
+    assert "non-commercial research use only" in card
     ema = load_file(str(sorted((run / "checkpoints").glob("ckpt-*"))[-1] / "ema.safetensors"))
     exported = load_file(str(weights / "model.safetensors"))
     assert torch.equal(exported["generator.const"], ema["const"]), "export uses the EMA generator"

@@ -36,6 +36,36 @@ def loss_table(run: Path, window: int = 20) -> str:
     return "\n".join(lines)
 
 
+# Terms of the data sets this project's corpora are built from, by the identity prefix `data synth` gives them.
+SOURCE_TERMS = {
+    "celeba": "CelebA photos (Liu et al. 2015): non-commercial research use only",
+    "utkface": "UTKFace photos (Zhang et al. 2017): non-commercial research use only",
+    "ravdess": "RAVDESS speech and faces (Livingstone & Russo 2018): CC BY-NC-SA 4.0",
+}
+
+
+def corpus_details(corpus: Path) -> str:
+    """Identities and clips per source and split of a prepared corpus, with each source's terms."""
+    manifest = Path(corpus) / "manifest.jsonl"
+    if not manifest.is_file():
+        return ""
+    counts: dict[tuple[str, str], tuple[set, int]] = {}
+    for line in manifest.read_text().splitlines():
+        row = json.loads(line)
+        key = (row["identity"].split("-", 1)[0], row.get("split", "train"))
+        ids, clips = counts.get(key, (set(), 0))
+        ids.add(row["identity"])
+        counts[key] = (ids, clips + 1)
+    lines = ["### Data", "", f"Prepared corpus `{Path(corpus).name}`:", "",
+             "| source | split | identities | clips |", "|---|---|---|---|"]  # fmt: skip
+    for (source, split), (ids, clips) in sorted(counts.items()):
+        lines.append(f"| {source} | {split} | {len(ids)} | {clips} |")
+    sources = sorted({source for source, _ in counts})
+    lines += ["", "Terms of the sources (the weights inherit them: **non-commercial research use only**):", ""]
+    lines += [f"- {SOURCE_TERMS.get(s, f'{s}: see the source data set')}" for s in sources]
+    return "\n".join(lines)
+
+
 def run_details(run: Path, corpus_note: str = "") -> str:
     run = Path(run)
     parts = ["## Training"]
@@ -49,6 +79,8 @@ def run_details(run: Path, corpus_note: str = "") -> str:
             f"seed {cfg.get('seed')}"
         )
         parts.append(f"- loss weights: {json.dumps(cfg.get('loss', {}))}")
+        if not corpus_note and cfg.get("corpus"):
+            corpus_note = corpus_details(Path(cfg["corpus"]))
     summary = run / "summary.json"
     if summary.is_file():
         s = json.loads(summary.read_text())
