@@ -81,6 +81,8 @@ def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics, samples.")],
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Prepared corpus (overrides the config).")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many steps in all.")] = None,
+    init: Annotated[str | None, typer.Option("--init", help="Continue from these weights (folder or Hub id; "
+                    "same model config) instead of a random start.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when CUDA is present.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -98,6 +100,8 @@ def train_cmd(
         raise UsageError(str(exc)) from None
     if corpus is not None:
         cfg.corpus = str(corpus)
+    if init is not None:
+        cfg.init = init
     if not cfg.corpus or not (Path(cfg.corpus) / "manifest.jsonl").is_file():
         raise UsageError(f"{cfg.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
     with _progress() as bar:

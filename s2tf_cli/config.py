@@ -98,6 +98,7 @@ class ModelConfig:
     arcface_scale: float = 30.0  # s in Eq. 2
     arcface_margin: float = 0.3  # m in Eq. 2
     sample_jitter: float = 0.15  # spread of f_id around the voice's estimate when sampling with a seed
+    trained_steps: int = 0  # training steps behind these weights, summed over continued runs (informational)
     audio: AudioConfig = field(default_factory=AudioConfig)
     audio_identity: AudioIdentityConfig = field(default_factory=AudioIdentityConfig)
     audio_content: AudioContentConfig = field(default_factory=AudioContentConfig)

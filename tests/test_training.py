@@ -177,3 +177,41 @@ def test_shipped_recipes_load(name):
     cfg = TrainConfig.load(configs / name)
     assert cfg.model.preset in ("cpu", "paper")
     assert cfg.steps.visual > 0 and cfg.steps.sync > 0 and cfg.steps.finetune > 0
+
+
+def test_continue_from_exported_weights(prepared_corpus, tmp_path):
+    """`--init`: a later run starts from committed weights (not a checkpoint) and the step count adds up."""
+    from s2tf_cli.hub import load_model, resolve
+    from s2tf_cli.training.export import export
+    from s2tf_cli.training.stages import TrainingModule
+    from s2tf_cli.training.trainer import warm_start
+
+    cfg = _config(prepared_corpus)
+    cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 1, 1, 1
+    train(cfg, tmp_path / "first", cpu=True)
+    first = export(tmp_path / "first", tmp_path / "w1")
+    assert load_model(resolve(str(first))).cfg.trained_steps == 3
+
+    module = TrainingModule(cfg, None)
+    ema = {k: v.clone() for k, v in module.model.generator.state_dict().items()}
+    assert warm_start(module, ema, str(first)) == 3
+    exported = load_file(str(first / "model.safetensors"))
+    mine = module.model.state_dict()
+    assert mine.keys() == exported.keys() and all(torch.equal(mine[k], v) for k, v in exported.items())
+    assert all(torch.equal(ema[k], exported[f"generator.{k}"]) for k in ema)
+
+    cfg.init = str(first)
+    cfg.steps.visual, cfg.steps.sync = 0, 0
+    cfg.steps.finetune = 2
+    train(cfg, tmp_path / "second", cpu=True)
+    second = export(tmp_path / "second", tmp_path / "w2")
+    assert load_model(resolve(str(second))).cfg.trained_steps == 5
+    card = (second / "README.md").read_text()
+    assert "5 training steps, 2 of them in this run" in card and "continued from" in card
+
+    bad = _config(prepared_corpus)
+    bad.model = preset("tiny")
+    bad.model.id_dim *= 2
+    bad.init = str(first)
+    with pytest.raises(ValueError, match="does not match"):
+        train(bad, tmp_path / "bad", cpu=True)

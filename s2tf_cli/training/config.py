@@ -39,6 +39,7 @@ class TrainConfig:
     corpus: str = ""  # prepared corpus folder (s2tf data prepare OUT); may be overridden on the command line
     real_voices: str = ""  # optional extra real voice+face folder (RAVDESS layout) for the audio side
     model: ModelConfig = field(default_factory=lambda: preset("cpu"))
+    init: str = ""  # weights (folder, registry name or Hub id) to continue from instead of a random start
     steps: StageSteps = field(default_factory=StageSteps)
     loss: LossWeights = field(default_factory=LossWeights)
     batch_size: int = 16  # per process

@@ -6,6 +6,7 @@ optimiser states stay behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -45,10 +46,13 @@ def export(ckpt: Path, out: Path, cfg: TrainConfig | None = None, details: str |
             raise FileNotFoundError(f"{ckpt}: no train_config.json beside the run; pass the config")
     state = load_file(str(ckpt / "module.safetensors"))
     ema = load_file(str(ckpt / "ema.safetensors"))
-    model = S2TFModel(cfg.model)
+    meta = json.loads((ckpt / "state.json").read_text())
+    step = int(meta["step"])
+    total = step + int(meta.get("extra", {}).get("init_steps", 0))
+    model = S2TFModel(dataclasses.replace(cfg.model, trained_steps=total))
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     weights.update({f"generator.{k}": v for k, v in ema.items()})
     model.load_state_dict(weights, strict=True)
-    step = json.loads((ckpt / "state.json").read_text())["step"]
-    title = f"s2tf {cfg.model.preset} ({step} training steps)"
+    more = f", {step} of them in this run" if total != step else ""
+    title = f"s2tf {cfg.model.preset} ({total} training steps{more})"
     return save_folder(model, out, model_card(cfg.model, title, details))

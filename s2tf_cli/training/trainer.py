@@ -120,12 +120,17 @@ def train(
     opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     ema = {k: v.detach().clone() for k, v in model.generator.state_dict().items()}
     start = 0
+    init_steps = 0
     restored = checkpoint.load_latest(out / "checkpoints", module, {"g": opt_g, "d": opt_d}, ema)
     if restored:
         start = restored[0]
+        init_steps = int(restored[1].get("init_steps", 0))
         log.info("resumed from step %d", start)
         if accelerator.is_main_process:
             _truncate_logs(out, start)
+    elif cfg.init:
+        init_steps = warm_start(module, ema, cfg.init)
+        log.info("continuing from %s (%d steps behind it)", cfg.init, init_steps)
     wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
     ema = {k: v.to(accelerator.device) for k, v in ema.items()}
     a = cfg.model.audio
@@ -191,15 +196,35 @@ def train(
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 checkpoint.save(out / "checkpoints", done, module, {"g": opt_g, "d": opt_d}, ema,
-                                {"stage_seconds": stage_time}, keep=cfg.keep_checkpoints)  # fmt: skip
+                                {"stage_seconds": stage_time, "init_steps": init_steps}, keep=cfg.keep_checkpoints)  # fmt: skip
     accelerator.wait_for_everyone()
     if board is not None:
         board.close()
-    summary = {"steps": stop, "total_steps": total, "stage_seconds": stage_time,
+    summary = {"steps": stop, "total_steps": total, "stage_seconds": stage_time, "init": cfg.init,
+               "init_steps": init_steps,
                "last": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
     if accelerator.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: str) -> int:
+    """Load exported weights into the model (strict) and the EMA; the discriminator starts afresh.
+    Returns the training steps already behind those weights."""
+    from ..hub import load_model, resolve
+
+    source = resolve(weights)
+    trained = load_model(source)
+    mine = module.model.state_dict()
+    theirs = trained.state_dict()
+    wrong = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
+    if wrong or set(theirs) - set(mine):
+        raise ValueError(f"{weights}: its model does not match the recipe's (e.g. {(wrong or sorted(theirs))[0]}); "
+                         "continue with the same model config and the same corpus identities")  # fmt: skip
+    module.model.load_state_dict(theirs, strict=True)
+    for key, value in module.model.generator.state_dict().items():
+        ema[key].copy_(value)
+    return trained.cfg.trained_steps
 
 
 def _truncate_logs(out: Path, step: int) -> None:
