@@ -1,0 +1,86 @@
+"""Metric definitions, as pure numpy functions so their meaning is tested on cases with known answers.
+
+Conventions follow the paper's tables: recall and AUC in percent, higher better; L1 and LMD lower better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two (N, D) embedding sets (1 = same direction)."""
+    return np.sum(_unit(a) * _unit(b), axis=-1)
+
+
+def l1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise L1 distance of two (N, D) embedding sets, as the embedder gives them (0 = identical)."""
+    return np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).sum(axis=-1)
+
+
+def similarity_matrix(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """(Q, G) cosine similarities."""
+    return _unit(queries) @ _unit(gallery).T
+
+
+def ranks(scores: np.ndarray, truth: Sequence[int]) -> np.ndarray:
+    """1-based rank of the true gallery item for each query row (ties count against the query)."""
+    scores = np.asarray(scores, np.float64)
+    truth = np.asarray(truth)
+    own = scores[np.arange(len(truth)), truth]
+    return np.sum(scores >= own[:, None], axis=1)
+
+
+def recall_at(scores: np.ndarray, truth: Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+    """Percentage of queries whose true item is among the top k."""
+    r = ranks(scores, truth)
+    return {k: float(100.0 * np.mean(r <= k)) for k in ks}
+
+
+def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Area under the ROC curve in percent: P(positive score > negative score), ties counting half.
+    Cross-modal matching: positives score a voice against its speaker's face, negatives against another
+    person's face (random, or matched on gender/age/ethnicity). 50 is chance."""
+    pos = np.asarray(positive, np.float64)[:, None]
+    neg = np.asarray(negative, np.float64)[None, :]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    return float(100.0 * (np.mean(pos > neg) + 0.5 * np.mean(pos == neg)))
+
+
+def kid(real: np.ndarray, fake: np.ndarray) -> float:
+    """Kernel Inception Distance (unbiased MMD², cubic polynomial kernel) between two feature sets,
+    here in the independent face embedder's space; 0 when the sets come from one distribution."""
+    x, y = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    d = x.shape[1]
+
+    def k(a, b):
+        return (a @ b.T / d + 1.0) ** 3
+
+    m, n = len(x), len(y)
+    if m < 2 or n < 2:
+        return float("nan")
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2 * kxy.mean())  # fmt: skip
+
+
+def landmark_distance(pred: np.ndarray, truth: np.ndarray) -> float:
+    """LMD: mean Euclidean distance between corresponding landmarks, (..., P, 2) arrays, in pixels."""
+    return float(np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(truth, np.float64), axis=-1).mean())
+
+
+def best_offset(confidences: dict[int, float]) -> tuple[int, float]:
+    """SyncNet-style: the audio-video offset (frames) with the highest sync score, and the confidence
+    (median over offsets minus the best distance, here: best score minus the median score)."""
+    offsets = sorted(confidences)
+    values = np.array([confidences[o] for o in offsets])
+    best = int(np.argmax(values))
+    return offsets[best], float(values[best] - np.median(values))

@@ -1,0 +1,58 @@
+"""Metric definitions on cases with known answers (issue 4's contract)."""
+
+import numpy as np
+import pytest
+
+from s2tf_cli.evaluation import metrics as M
+
+
+def test_identical_embeddings_give_cosine_one_and_l1_zero():
+    x = np.random.default_rng(0).standard_normal((5, 16))
+    assert np.allclose(M.cosine(x, x), 1.0)
+    assert np.allclose(M.l1(x, x), 0.0)
+    assert np.allclose(M.cosine(x, -x), -1.0)
+
+
+def test_perfect_ranker_gives_recall_100_and_reversed_gives_0():
+    g = np.eye(20)
+    assert M.recall_at(M.similarity_matrix(g, g), range(20)) == {1: 100.0, 5: 100.0, 10: 100.0}
+    worst = -M.similarity_matrix(g, g)
+    assert M.recall_at(worst, range(20), ks=(1, 19, 20)) == {1: 0.0, 19: 0.0, 20: 100.0}
+
+
+def test_ranks_count_ties_against_the_query():
+    scores = np.array([[0.5, 0.5, 0.1], [0.2, 0.9, 0.9]])
+    assert M.ranks(scores, [0, 1]).tolist() == [2, 2]
+
+
+def test_random_ranker_recall_is_near_k_over_n():
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((4000, 100))
+    r = M.recall_at(scores, rng.integers(0, 100, 4000), ks=(1, 10))
+    assert r[1] == pytest.approx(1.0, abs=0.6) and r[10] == pytest.approx(10.0, abs=1.5)
+
+
+def test_auc_known_answers():
+    assert M.auc([2, 3], [0, 1]) == 100.0
+    assert M.auc([0, 1], [2, 3]) == 0.0
+    assert M.auc([1, 1], [1, 1]) == 50.0
+    rng = np.random.default_rng(2)
+    shuffled = rng.standard_normal(5000)
+    assert M.auc(shuffled[:2500], shuffled[2500:]) == pytest.approx(50.0, abs=3.0)  # sd ~0.8
+
+
+def test_kid_is_zero_in_expectation_for_one_distribution_and_grows_with_shift():
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((400, 8)), rng.standard_normal((400, 8))
+    assert abs(M.kid(a, b)) < 0.05
+    assert M.kid(a, b + 1.0) > 10 * abs(M.kid(a, b))
+
+
+def test_landmark_distance_in_pixels():
+    p = np.zeros((3, 20, 2))
+    assert M.landmark_distance(p, p + [3.0, 4.0]) == pytest.approx(5.0)
+
+
+def test_best_offset_and_confidence():
+    off, conf = M.best_offset({-2: 0.1, -1: 0.2, 0: 0.9, 1: 0.2, 2: 0.1})
+    assert off == 0 and conf == pytest.approx(0.7)
