@@ -56,3 +56,21 @@ def test_landmark_distance_in_pixels():
 def test_best_offset_and_confidence():
     off, conf = M.best_offset({-2: 0.1, -1: 0.2, 0: 0.9, 1: 0.2, 2: 0.1})
     assert off == 0 and conf == pytest.approx(0.7)
+
+
+def test_independent_judges_on_real_faces(pose_image):
+    """The embedder separates people and the attribute classifier reads a face; both accept small crops."""
+    from s2tf_cli.evaluation.attributes import AttributeClassifier, age_group
+    from s2tf_cli.evaluation.embedder import FaceEmbedder
+    from s2tf_cli.images import load_image, resize
+
+    face = load_image(pose_image)
+    emb = FaceEmbedder()
+    small, big = resize(face, 96), resize(face, 224)
+    e = emb.embed_many([small, big, np.ascontiguousarray(big[:, ::-1])])
+    assert e.shape == (3, 128)
+    assert np.linalg.norm(e[0] - e[1]) < 0.45, "one face at two sizes is one person"
+    assert emb.calls == 3
+    attrs = AttributeClassifier()(small)
+    assert attrs.gender in ("male", "female") and 0 < attrs.age < 100 and attrs.detected
+    assert age_group(25) == "18-29" and age_group(70) == "60+" and age_group(None) is None
