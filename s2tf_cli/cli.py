@@ -337,7 +337,7 @@ def push(
     typer.echo(f"{repo_id}@{revision}")
 
 
-from . import cli_train  # noqa: E402,F401  (registers data, train and export on `app`)
+from . import cli_eval, cli_train  # noqa: E402,F401  (register data, train, export and eval on `app`)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -152,8 +152,9 @@ class S2TF:
         a = self.cfg.audio
         half = a.content_window // 2
         mel_rate = a.sample_rate / a.hop_length
-        padded = F.pad(mel, (half, a.content_window), value=math.log(LOG_FLOOR))
         centres = [int(round((i + 0.5) / fps * mel_rate)) for i in range(start, stop)]
+        right = max(a.content_window, centres[-1] + a.content_window - mel.shape[-1]) if centres else a.content_window
+        padded = F.pad(mel, (half, right), value=math.log(LOG_FLOOR))  # frames past the audio hear silence
         return torch.stack([padded[:, c : c + a.content_window] for c in centres])
 
     def silence_content(self) -> torch.Tensor:

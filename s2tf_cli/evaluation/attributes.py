@@ -46,7 +46,8 @@ class AttributeClassifier:
         found = self._model.predict(image)
         detected = bool(found)
         if not found:
-            found = self._model.predict(image, [[int(w * 0.18), int(h * 0.18), int(w * 0.82), int(h * 0.86)]])
+            # the central box a face crop's face occupies, in the (top, right, bottom, left) order it takes
+            found = self._model.predict(image, [(int(h * 0.18), int(w * 0.82), int(h * 0.86), int(w * 0.18))])
         best = max(found, key=lambda f: (f["face"][2] - f["face"][0]) * (f["face"][3] - f["face"][1]))
         return Attributes(best["gender"]["value"], float(best["gender"]["confidence"]), float(best["age"]["value"]),
                           detected)  # fmt: skip

@@ -1,0 +1,98 @@
+"""`s2tf eval`: one table of the paper's metrics for one or more weights (thin, like cli.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import _progress, _setup_logging, app, err, handle_errors
+from .errors import UsageError
+
+# Columns of the table, in the paper's order, then ours.
+COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@10", "voice R@1", "voice R@5", "voice R@10", "AUC rand", "AUC G",
+           "AUC N", "AUC A", "AUC GNA", "gender %", "age group %", "KID", "LMD", "LMD shuffled audio",
+           "mouth-loudness corr", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",
+           "faces_per_s", "frames_per_s"]  # fmt: skip
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def markdown_table(rows: dict[str, dict]) -> str:
+    cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
+    lines = ["| weights | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    data: Annotated[Path, typer.Argument(help="Prepared corpus (s2tf data prepare); its test identities are scored.")],
+    weights: Annotated[list[str], typer.Option("--weights", "-w", help="Weights to score; repeat for one "
+                                               "row each (baselines, ablations).")] = [],  # noqa: B006
+    real_voices: Annotated[Path | None, typer.Option("--real-voices", help="Real voice + face pairs (RAVDESS "
+                                                     "layout) to rank each person's own face.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Corpus split to score.")] = "test",
+    max_people: Annotated[int, typer.Option("--max-people", help="Identities scored at most.")] = 200,
+    sync_clips: Annotated[int, typer.Option("--sync-clips", help="Clips scored for lip sync.")] = 20,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
+    figures: Annotated[Path | None, typer.Option("--figures", help="Write the pictures into this folder.")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Score weights on held-out identities: identity, retrieval, matching AUC, attributes, lip sync, speed."""
+    _setup_logging(verbose)
+    from .evaluation.protocol import evaluate
+    from .pipeline import S2TF
+
+    if not (data / "manifest.jsonl").is_file():
+        raise UsageError(f"{data}: not a prepared corpus (no manifest.jsonl; run `s2tf data prepare`)")
+    if real_voices is not None and not real_voices.is_dir():
+        raise UsageError(f"{real_voices}: no such folder")
+    rows: dict[str, dict] = {}
+    for spec in weights or [None]:
+        model = S2TF.from_pretrained(spec, device=device)
+        with _progress() as bar:
+            task = bar.add_task(f"evaluating {model.weights_label}", total=None)
+            rows[model.weights_label] = evaluate(
+                model, data, split=split, real_voices=real_voices, max_people=max_people, sync_clips=sync_clips,
+                seed=seed, figures=figures / _slug(model.weights_label) if figures else None,
+                progress=lambda n: bar.advance(task, n),
+            )  # fmt: skip
+    table = markdown_table(rows)
+    _print_table(rows)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rows, indent=2, default=float) + "\n")
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(f"# s2tf eval: `{data.name}`, split {split}\n\n{table}\n")
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:80]
+
+
+def _print_table(rows: dict[str, dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
+    table = Table(title="s2tf eval (higher is better except l1, KID, LMD)")
+    table.add_column("metric")
+    for name in rows:
+        table.add_column(name, justify="right")
+    for c in cols:
+        table.add_row(c, *(_fmt(r.get(c)) for r in rows.values()))
+    Console().print(table)

@@ -1,0 +1,278 @@
+"""The evaluation protocol: held-out identities of a prepared corpus (and optionally real people),
+scored by independent judges. One call per weights folder gives one row of the table."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..pipeline import S2TF
+from . import metrics as M
+from .attributes import AttributeClassifier, age_group
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Person:
+    """One evaluated identity: a voice, a real face, labels, and a talking clip (frames + audio)."""
+
+    name: str
+    voice: np.ndarray  # 16 kHz mono
+    face: np.ndarray  # (H, W, 3) real face, the model's crop
+    frames: np.ndarray | None = None  # (T, H, W, 3) real talking frames, for lip sync
+    gender: str = "unknown"
+    age: str = ""
+    ethnicity: str = "unknown"
+
+
+@dataclass
+class EvalOptions:
+    max_people: int = 200
+    sync_clips: int = 20  # clips scored for lip sync (LMD)
+    seed: int = 0
+    figures: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def corpus_people(folder: Path, split: str = "test", max_people: int = 200) -> list[Person]:
+    """The first clip of each identity in `split` (test identities are never trained on)."""
+    from ..training.corpus import Shard
+
+    folder = Path(folder)
+    manifest = folder / "manifest.jsonl"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{folder}: no manifest.jsonl (run `s2tf data prepare` first)")
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    first: dict[str, dict] = {}
+    for r in rows:
+        if r["split"] == split and r["identity"] not in first:
+            first[r["identity"]] = r
+    people = []
+    for name in sorted(first)[:max_people]:
+        r = first[name]
+        shard = Shard(folder / r["path"])
+        frames = np.stack([shard.frame(i) for i in range(len(shard))])
+        people.append(Person(name, shard.audio, frames[0], frames, r.get("gender", "unknown"),
+                             str(r.get("age", "")), r.get("ethnicity", "unknown")))  # fmt: skip
+    if not people:
+        raise ValueError(f"{folder}: no {split} identities")
+    return people
+
+
+def real_people(folder: Path, size: int) -> list[Person]:
+    """RAVDESS layout: <person>/face.png + recordings; gender from `attributes.csv` (Male) when present."""
+    import csv
+
+    from ..audio import load_audio
+    from ..faces import find_face
+    from ..images import load_image
+
+    folder = Path(folder)
+    males: dict[str, str] = {}
+    if (folder / "attributes.csv").is_file():
+        with open(folder / "attributes.csv", newline="") as fh:
+            for row in csv.DictReader(fh):
+                key = row.get("image_id") or row.get("person") or ""
+                males[key] = "male" if row.get("Male") in ("1", "True", "true") else "female"
+    people = []
+    for person in sorted(p for p in folder.iterdir() if (p / "face.png").is_file()):
+        recordings = sorted(q for q in person.iterdir() if q.suffix.lower() in (".wav", ".flac", ".mp3", ".ogg"))
+        if not recordings:
+            continue
+        crop, _ = find_face(load_image(person / "face.png"), size)
+        if crop is None:
+            continue
+        people.append(Person(person.name, load_audio(recordings[0]), crop, gender=males.get(person.name, "unknown")))
+    if not people:
+        raise ValueError(f"{folder}: no <person>/face.png with recordings")
+    return people
+
+
+def _matched_negatives(people: list[Person], keys: tuple[str, ...], rng: np.random.Generator) -> list[int | None]:
+    """For each person, another person equal on `keys` (gender/age/ethnicity), or None."""
+    out: list[int | None] = []
+    for i, p in enumerate(people):
+        pool = [j for j, q in enumerate(people) if j != i
+                and all(getattr(q, k) == getattr(p, k) and getattr(p, k) not in ("", "unknown") for k in keys)]  # fmt: skip
+        out.append(int(rng.choice(pool)) if pool else None)
+    return out
+
+
+def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: Progress | None = None) -> dict:
+    """Voice -> face identity (independent embedder), retrieval, matching AUC, attributes, quality, speed."""
+    from .embedder import FaceEmbedder
+
+    embedder, judge = FaceEmbedder(), AttributeClassifier()
+    t0 = time.perf_counter()
+    generated, f_a = [], []
+    for p in people:
+        f_a.append(s2tf.voice_identity(p.voice))
+        generated.append(s2tf.face(p.voice)[0])
+        if progress:
+            progress(1)
+    faces_per_s = len(people) / (time.perf_counter() - t0)
+    real = [p.face for p in people]
+    e_gen, e_real = embedder.embed_many(generated), embedder.embed_many(real)
+    out: dict = {"people": len(people), "faces_per_s": faces_per_s}
+    out["cosine"] = float(M.cosine(e_gen, e_real).mean())
+    out["l1"] = float(M.l1(e_gen, e_real).mean())
+    truth = list(range(len(people)))
+    rec = M.recall_at(M.similarity_matrix(e_gen, e_real), truth)
+    out.update({f"R@{k}": v for k, v in rec.items()})
+    # the voice straight through the shared identity space (what `s2tf retrieve` does)
+    f_v = torch.stack([s2tf.face_identity(f, aligned=True) for f in real])
+    voice_scores = (torch.stack(f_a) @ f_v.T).cpu().numpy()
+    rec = M.recall_at(voice_scores, truth)
+    out.update({f"voice R@{k}": v for k, v in rec.items()})
+    # 1:2 matching, negatives random or matched on labels
+    rng = np.random.default_rng(seed)
+    n = len(people)
+    for name, keys in {"rand": (), "G": ("gender",), "N": ("ethnicity",), "A": ("age",),
+                       "GNA": ("gender", "ethnicity", "age")}.items():  # fmt: skip
+        if keys:
+            negs = _matched_negatives(people, keys, rng)
+        else:
+            negs = [int(rng.choice([j for j in range(n) if j != i])) if n > 1 else None for i in range(n)]
+        pairs = [(i, j) for i, j in enumerate(negs) if j is not None]
+        out[f"AUC {name}"] = M.auc([voice_scores[i, i] for i, _ in pairs], [voice_scores[i, j] for i, j in pairs])
+        out[f"AUC {name} trials"] = len(pairs)
+    # attributes of the generated face against the speaker's labels
+    attrs = [judge(g) for g in generated]
+    labelled = [(a, p) for a, p in zip(attrs, people) if p.gender in ("male", "female")]
+    out["gender %"] = 100.0 * np.mean([a.gender == p.gender for a, p in labelled]) if labelled else float("nan")
+    out["gender n"] = len(labelled)
+    aged = [(a, p) for a, p in zip(attrs, people) if p.age not in ("", None)]
+    out["age group %"] = (100.0 * np.mean([age_group(a.age) == age_group(float(p.age)) for a, p in aged])
+                          if aged else float("nan"))  # fmt: skip
+    out["age n"] = len(aged)
+    out["KID"] = M.kid(e_real, e_gen)
+    out["judge misses"] = embedder.misses
+    out["_generated"] = generated
+    return out
+
+
+def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0) -> dict:
+    """LMD: mouth landmarks of frames generated with the real first frame's identity and pose plus the
+    clip's audio, against the real frames; and the same with another clip's audio (control)."""
+    from ..data.animate import landmarks68
+
+    talking = [p for p in people if p.frames is not None and len(p.frames) > 10][:clips]
+    if not talking:
+        return {}
+    rng = np.random.default_rng(seed)
+    lmd, control, opened, t_frames, t_time = [], [], [], 0, 0.0
+    for k, p in enumerate(talking):
+        other = talking[(k + 1 + int(rng.integers(0, max(1, len(talking) - 1)))) % len(talking)] if len(talking) > 1 else None
+        t0 = time.perf_counter()
+        gen = _reconstruct_talk(s2tf, p.frames[0], p.voice, len(p.frames))
+        t_time += time.perf_counter() - t0
+        t_frames += len(gen)
+        d = _mouth_distance(gen, p.frames, landmarks68)
+        if d is not None:
+            lmd.append(d)
+        if other is not None and other is not p:
+            shuffled = _reconstruct_talk(s2tf, p.frames[0], other.voice, len(p.frames))
+            d = _mouth_distance(shuffled, p.frames, landmarks68)
+            if d is not None:
+                control.append(d)
+        opened.append(_open_loud_corr(gen, p.voice))
+    return {"LMD": float(np.mean(lmd)) if lmd else float("nan"), "LMD clips": len(lmd),
+            "LMD shuffled audio": float(np.mean(control)) if control else float("nan"),
+            "mouth-loudness corr": float(np.nanmean(opened)), "frames_per_s": t_frames / max(t_time, 1e-9)}  # fmt: skip
+
+
+def _reconstruct_talk(s2tf: S2TF, first: np.ndarray, voice: np.ndarray, n: int) -> np.ndarray:
+    from ..images import to_uint8
+
+    f_id = s2tf.face_identity(first, aligned=True)
+    f_pose = s2tf.pose_feature(first, aligned=True)
+    mel = s2tf._mel(voice)
+    out = []
+    for start in range(0, n, 16):
+        stop = min(start + 16, n)
+        with torch.inference_mode():
+            f_s = s2tf.model.audio_content(s2tf.content_windows(mel, 25.0, start, stop))
+            imgs = s2tf.model.generate(f_id.expand(len(f_s), -1), f_s + f_pose)
+        out.append(to_uint8(imgs))
+    return np.concatenate(out)
+
+
+def _mouth_distance(gen: np.ndarray, real: np.ndarray, landmarks68) -> float | None:
+    ds = []
+    for g, r in zip(gen, real):
+        lg, lr = landmarks68(_up(g)), landmarks68(_up(r))
+        if lg is not None and lr is not None:
+            scale = real.shape[1] / _up(r).shape[1]
+            ds.append(M.landmark_distance(lg[48:68] * scale, lr[48:68] * scale))
+    return float(np.mean(ds)) if ds else None
+
+
+def _up(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (256, 256), interpolation=cv2.INTER_CUBIC) if image.shape[0] < 256 else image
+
+
+def _open_loud_corr(frames: np.ndarray, voice: np.ndarray) -> float:
+    """Correlation of mouth-region change (against the clip's median frame) with the audio's loudness."""
+    n, s = len(frames), frames.shape[1]
+    mouth = frames[:, int(s * 0.62) : int(s * 0.85), int(s * 0.3) : int(s * 0.7)].astype(np.float64)
+    motion = np.abs(mouth - np.median(mouth, axis=0)).mean(axis=(1, 2, 3))
+    hop = len(voice) / n
+    loud = np.array([np.sqrt(np.mean(voice[int(i * hop) : int((i + 1) * hop)] ** 2) + 1e-12) for i in range(n)])
+    if motion.std() < 1e-9 or loud.std() < 1e-12:
+        return float("nan")
+    return float(np.corrcoef(loud, motion)[0, 1])
+
+
+def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = frozenset()) -> dict:
+    """Each person's own face rank among all the faces, from the voice alone, and gender consistency."""
+    judge = AttributeClassifier()
+    f_a = torch.stack([s2tf.voice_identity(p.voice) for p in people])
+    f_v = torch.stack([s2tf.face_identity(p.face, aligned=True) for p in people])
+    scores = F.normalize(f_a, dim=-1) @ F.normalize(f_v, dim=-1).T
+    r = M.ranks(scores.cpu().numpy(), list(range(len(people))))
+    labelled = [(judge(s2tf.face(p.voice)[0]).gender, p.gender) for p in people if p.gender in ("male", "female")]
+    return {"real people": len(people), "real mean rank": float(r.mean()), "real chance rank": (len(people) + 1) / 2,
+            "real R@1": float(100 * np.mean(r <= 1)), "real R@5": float(100 * np.mean(r <= 5)),
+            "real gender %": float(100 * np.mean([a == b for a, b in labelled])) if labelled else float("nan"),
+            "real held-out mean rank": float(np.mean([k for p, k in zip(people, r) if p.name in held_out]))
+            if any(p.name in held_out for p in people) else float("nan"),
+            "real ranks": {p.name + (" (held out)" if p.name in held_out else ""): int(k) for p, k in zip(people, r)}}  # fmt: skip
+
+
+def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | None = None, max_people: int = 200,
+             sync_clips: int = 20, seed: int = 0, figures: Path | None = None,
+             progress: Progress | None = None) -> dict:  # fmt: skip
+    """Every metric for one model; figures (when asked) go to `figures`."""
+    people = corpus_people(Path(data), split, max_people)
+    row = identity_metrics(s2tf, people, seed, progress)
+    generated = row.pop("_generated")
+    row.update(lip_sync_metrics(s2tf, people, sync_clips, seed))
+    reals: list[Person] = []
+    if real_voices is not None:
+        reals = real_people(Path(real_voices), s2tf.cfg.image_size)
+        row.update(real_people_metrics(s2tf, reals, held_out=_held_out(Path(data), reals)))
+    if figures is not None:
+        from .figures import write_figures
+
+        write_figures(s2tf, figures, people, generated, reals)
+    return row
+
+
+def _held_out(data: Path, reals: list[Person]) -> set[str]:
+    """Real people whose identity is not in the corpus's training split (`<source>-<person>` names)."""
+    trained = set()
+    for line in (data / "manifest.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["split"] == "train":
+            trained.add(r["identity"].split("-", 1)[-1])
+    return {p.name for p in reals if p.name not in trained}

@@ -1,0 +1,69 @@
+"""`s2tf eval` end to end on a tiny corpus and a tiny model: every figure present and in range,
+the report, the pictures with provenance, and its errors."""
+
+import json
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from s2tf_cli.cli import app
+
+runner = CliRunner()
+
+
+def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights, face_folders, tmp_path):
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", str(prepared_corpus), "-w", str(tiny_weights), "--split", "train",
+                                 "--real-voices", str(face_folders["real"]), "--sync-clips", "2", "--json", str(out),
+                                 "--report", str(tmp_path / "eval.md"), "--figures", str(tmp_path / "fig")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    (row,) = rows.values()
+    assert row["people"] == 4
+    assert -1.0 <= row["cosine"] <= 1.0 and row["l1"] >= 0
+    for k in (1, 5, 10):
+        assert 0.0 <= row[f"R@{k}"] <= 100.0 and 0.0 <= row[f"voice R@{k}"] <= 100.0
+    assert row["R@5"] == 100.0, "4 people: the true face is always in the top 5"
+    assert 0.0 <= row["AUC rand"] <= 100.0 and row["AUC rand trials"] == 4
+    assert row["gender n"] == 4 and 0.0 <= row["gender %"] <= 100.0
+    assert "LMD" in row and row["frames_per_s"] > 0 and row["faces_per_s"] > 0
+    # a random tiny model draws no face dlib can landmark: LMD is then missing (NaN), never a fake 0
+    assert row["LMD clips"] == 0 and row["LMD"] != row["LMD"]
+    assert row["real people"] == 1 and row["real mean rank"] == 1.0
+    assert row["real ranks"] == {"Actor_01": 1}, "Actor_01 is in the corpus's training split"
+    assert "| weights |" in (tmp_path / "eval.md").read_text()
+    figures = sorted(p.name for p in (tmp_path / "fig").rglob("*.png"))
+    assert figures == ["mouth_vs_loudness.png", "real_people.png", "retrieval.png", "voice_to_face.png"]
+    for png in (tmp_path / "fig").rglob("*.png"):
+        im = Image.open(png)
+        assert im.text["s2tf:synthetic"] == "true" and np.asarray(im).ndim == 3
+    assert "cosine" in result.output
+
+
+def test_eval_refuses_a_folder_that_is_not_a_corpus(tmp_path, tiny_weights):
+    result = runner.invoke(app, ["eval", str(tmp_path), "-w", str(tiny_weights)])
+    assert result.exit_code == 2
+    assert "not a prepared corpus" in result.output and "Traceback" not in result.output
+
+
+def test_held_out_real_people_are_marked(prepared_corpus, face_folders, tmp_path):
+    import shutil
+
+    from s2tf_cli.evaluation.protocol import Person, _held_out
+
+    people = [Person("Actor_01", np.zeros(16000, np.float32), np.zeros((8, 8, 3), np.uint8)),
+              Person("Actor_99", np.zeros(16000, np.float32), np.zeros((8, 8, 3), np.uint8))]  # fmt: skip
+    assert _held_out(prepared_corpus, people) == {"Actor_99"}
+
+
+def test_mouth_landmark_distance_measures_pixels(pose_image):
+    from s2tf_cli.data.animate import landmarks68
+    from s2tf_cli.evaluation.protocol import _mouth_distance
+    from s2tf_cli.images import load_image, resize
+
+    face = resize(load_image(pose_image), 128)
+    shifted = np.roll(face, 4, axis=0)  # the whole face 4 px lower
+    frames = np.stack([face, face])
+    assert _mouth_distance(frames, frames, landmarks68) == 0.0
+    assert abs(_mouth_distance(np.stack([shifted, shifted]), frames, landmarks68) - 4.0) < 1.5
