@@ -15,7 +15,8 @@ from .errors import UsageError
 # Columns of the table, in the paper's order, then ours.
 COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@10", "voice R@1", "voice R@5", "voice R@10", "AUC rand", "AUC G",
            "AUC N", "AUC A", "AUC GNA", "gender %", "age group %", "KID", "LMD", "LMD shuffled audio",
-           "mouth-loudness corr", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",
+           "mouth-loudness corr", "sync offset 0 %", "sync |offset|<=1 %", "sync conf", "sync conf shuffled audio",
+           "sync conf real frames", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",
            "faces_per_s", "frames_per_s"]  # fmt: skip
 
 
@@ -47,6 +48,8 @@ def eval_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
     figures: Annotated[Path | None, typer.Option("--figures", help="Write the pictures into this folder.")] = None,
+    syncnet: Annotated[Path | None, typer.Option("--syncnet", help="Lip-sync expert folder (`s2tf syncnet`) "
+                                                 "for sync offset and confidence.")] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -58,6 +61,8 @@ def eval_cmd(
 
     if not (data / "manifest.jsonl").is_file():
         raise UsageError(f"{data}: not a prepared corpus (no manifest.jsonl; run `s2tf data prepare`)")
+    if syncnet is not None and not (syncnet / "model.safetensors").is_file():
+        raise UsageError(f"{syncnet}: not a sync expert folder (train one with `s2tf syncnet`)")
     if real_voices is not None and not real_voices.is_dir():
         raise UsageError(f"{real_voices}: no such folder")
     rows: dict[str, dict] = {}
@@ -67,7 +72,7 @@ def eval_cmd(
             task = bar.add_task(f"evaluating {model.weights_label}", total=None)
             rows[model.weights_label] = evaluate(
                 model, data, split=split, real_voices=real_voices, max_people=max_people, sync_clips=sync_clips,
-                seed=seed, figures=figures / _slug(model.weights_label) if figures else None,
+                seed=seed, figures=figures / _slug(model.weights_label) if figures else None, syncnet=syncnet,
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
     table = markdown_table(rows)
@@ -96,3 +101,26 @@ def _print_table(rows: dict[str, dict]) -> None:
     for c in cols:
         table.add_row(c, *(_fmt(r.get(c)) for r in rows.values()))
     Console().print(table)
+
+
+@app.command("syncnet")
+@handle_errors
+def syncnet_cmd(
+    data: Annotated[Path, typer.Argument(help="Prepared corpus; its training clips teach the expert.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the expert (config.json, model.safetensors).")],
+    steps: Annotated[int, typer.Option("--steps", help="Training steps.")] = 2000,
+    batch: Annotated[int, typer.Option("--batch-size")] = 32,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train the lip-sync expert that `s2tf eval --syncnet` uses to judge audio-video sync."""
+    _setup_logging(verbose)
+    from .evaluation.syncnet import train_syncnet
+
+    if not (data / "manifest.jsonl").is_file():
+        raise UsageError(f"{data}: not a prepared corpus (no manifest.jsonl; run `s2tf data prepare`)")
+    with _progress() as bar:
+        task = bar.add_task("training the sync expert", total=steps)
+        summary = train_syncnet(data, out, steps=steps, batch=batch, seed=seed, progress=lambda n: bar.advance(task, n))
+    err.print(f"sync expert: loss {summary['loss']:.3f}, in-batch accuracy {summary['acc']:.2f} over the last steps")
+    typer.echo(str(out))

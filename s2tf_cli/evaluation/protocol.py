@@ -159,7 +159,7 @@ def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: 
     return out
 
 
-def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0) -> dict:
+def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0, syncnet=None) -> dict:
     """LMD: mouth landmarks of frames generated with the real first frame's identity and pose plus the
     clip's audio, against the real frames; and the same with another clip's audio (control)."""
     from ..data.animate import landmarks68
@@ -169,6 +169,7 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
         return {}
     rng = np.random.default_rng(seed)
     lmd, control, opened, t_frames, t_time = [], [], [], 0, 0.0
+    sync: dict[str, list] = {"offset": [], "conf": [], "conf shuffled": [], "conf real": []}
     for k, p in enumerate(talking):
         other = talking[(k + 1 + int(rng.integers(0, max(1, len(talking) - 1)))) % len(talking)] if len(talking) > 1 else None
         t0 = time.perf_counter()
@@ -184,7 +185,23 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
             if d is not None:
                 control.append(d)
         opened.append(_open_loud_corr(gen, p.voice))
-    return {"LMD": float(np.mean(lmd)) if lmd else float("nan"), "LMD clips": len(lmd),
+        if syncnet is not None:
+            from .syncnet import offsets_and_confidence
+
+            off, conf, _ = offsets_and_confidence(syncnet, gen, p.voice)
+            sync["offset"].append(off)
+            sync["conf"].append(conf)
+            sync["conf real"].append(offsets_and_confidence(syncnet, p.frames, p.voice)[1])
+            if other is not None and other is not p:
+                sync["conf shuffled"].append(offsets_and_confidence(syncnet, gen, other.voice)[1])
+    extra = {}
+    if syncnet is not None and sync["offset"]:
+        offs = np.array(sync["offset"])
+        extra = {"sync offset 0 %": float(100 * np.mean(offs == 0)), "sync |offset|<=1 %": float(100 * np.mean(np.abs(offs) <= 1)),
+                 "sync conf": float(np.mean(sync["conf"])), "sync conf real frames": float(np.mean(sync["conf real"])),
+                 "sync conf shuffled audio": float(np.mean(sync["conf shuffled"])) if sync["conf shuffled"] else float("nan"),
+                 "sync offsets": offs.tolist()}  # fmt: skip
+    return extra | {"LMD": float(np.mean(lmd)) if lmd else float("nan"), "LMD clips": len(lmd),
             "LMD shuffled audio": float(np.mean(control)) if control else float("nan"),
             "mouth-loudness corr": float(np.nanmean(opened)), "frames_per_s": t_frames / max(t_time, 1e-9)}  # fmt: skip
 
@@ -250,13 +267,18 @@ def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = f
 
 
 def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | None = None, max_people: int = 200,
-             sync_clips: int = 20, seed: int = 0, figures: Path | None = None,
+             sync_clips: int = 20, seed: int = 0, figures: Path | None = None, syncnet: Path | None = None,
              progress: Progress | None = None) -> dict:  # fmt: skip
     """Every metric for one model; figures (when asked) go to `figures`."""
     people = corpus_people(Path(data), split, max_people)
     row = identity_metrics(s2tf, people, seed, progress)
     generated = row.pop("_generated")
-    row.update(lip_sync_metrics(s2tf, people, sync_clips, seed))
+    expert = None
+    if syncnet is not None:
+        from .syncnet import SyncNet
+
+        expert = SyncNet.load(syncnet)
+    row.update(lip_sync_metrics(s2tf, people, sync_clips, seed, expert))
     reals: list[Person] = []
     if real_voices is not None:
         reals = real_people(Path(real_voices), s2tf.cfg.image_size)
