@@ -215,3 +215,15 @@ def test_continue_from_exported_weights(prepared_corpus, tmp_path):
     bad.init = str(first)
     with pytest.raises(ValueError, match="does not match"):
         train(bad, tmp_path / "bad", cpu=True)
+
+
+def test_ema_ramp_up_follows_the_run_length():
+    from s2tf_cli.training.trainer import ema_decay_at
+
+    cfg = TrainConfig()
+    decays = [ema_decay_at(cfg, s) for s in range(0, 30000, 100)]
+    assert decays == sorted(decays) and max(decays) == cfg.ema_decay
+    # half-life = 5 % of the steps so far: after 0.05 * 2000 = 100 steps at step 2000, half the weight is left
+    assert ema_decay_at(cfg, 1999) ** 100 == pytest.approx(0.5, rel=1e-6)
+    cfg.ema_rampup = 0.0
+    assert ema_decay_at(cfg, 50) == 0.0 and ema_decay_at(cfg, 500) == cfg.ema_decay

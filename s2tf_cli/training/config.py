@@ -50,7 +50,8 @@ class TrainConfig:
     content_negatives: int = 4  # same-clip, off-sync audio windows per sample after the curriculum switch
     ir_dropout: float = 0.1  # chance of dropping the visual f_ir (stage 1: f_ir^v, stage 3: f_ir^{v1}, keeping
     # f_s^a) so G also learns the pose-free face G(cat(f_id, f_s^a)) that `s2tf face` draws without --pose
-    ema_decay: float = 0.999  # generator EMA used for export
+    ema_decay: float = 0.999  # generator EMA used for export (the longest it averages over)
+    ema_rampup: float = 0.05  # EMA half-life at most this fraction of the steps so far (StyleGAN2); 0: off
     audio_augment: bool = True  # noise, reverberation, band-limiting, gain, speed
     seed: int = 0
     log_every: int = 10

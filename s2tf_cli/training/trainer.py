@@ -57,6 +57,14 @@ def _ema_update(ema: dict[str, torch.Tensor], generator: torch.nn.Module, decay:
                 ema[k].copy_(v)
 
 
+def ema_decay_at(cfg: TrainConfig, step: int) -> float:
+    """StyleGAN2's ramp-up: the EMA's half-life is at most `ema_rampup` of the steps so far, so a short
+    run's EMA is not dominated by its first, untrained weights."""
+    if cfg.ema_rampup <= 0:
+        return cfg.ema_decay if step > 100 else 0.0
+    return min(cfg.ema_decay, 0.5 ** (1.0 / max(cfg.ema_rampup * (step + 1), 1e-8)))
+
+
 def _sample_grid(module: TrainingModule, batch: dict, ema: dict, path: Path) -> None:
     """Real frames over reconstructions with the EMA generator (visual features)."""
     import copy
@@ -176,7 +184,7 @@ def train(
         elif fake is not None:
             metrics["loss_d"] = torch.zeros(())  # the discriminator rests during the warm-up
         if fake is not None:
-            _ema_update(ema, model.generator, cfg.ema_decay if step > 100 else 0.0)
+            _ema_update(ema, model.generator, ema_decay_at(cfg, step))
         elapsed = time.perf_counter() - t0
         stage_time[stage] += elapsed
         done = step + 1
