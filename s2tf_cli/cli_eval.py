@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +51,8 @@ def eval_cmd(
     figures: Annotated[Path | None, typer.Option("--figures", help="Write the pictures into this folder.")] = None,
     syncnet: Annotated[Path | None, typer.Option("--syncnet", help="Lip-sync expert folder (`s2tf syncnet`) "
                                                  "for sync offset and confidence.")] = None,
+    update_card: Annotated[bool, typer.Option("--update-card", help="Write the table into the `## Evaluation` "
+                                              "section of each local weights folder's model card.")] = False,
     device: Annotated[str, typer.Option("--device")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -66,8 +69,11 @@ def eval_cmd(
     if real_voices is not None and not real_voices.is_dir():
         raise UsageError(f"{real_voices}: no such folder")
     rows: dict[str, dict] = {}
+    folders: list[Path] = []
     for spec in weights or [None]:
         model = S2TF.from_pretrained(spec, device=device)
+        if model.source is not None:
+            folders.append(model.source.folder)
         with _progress() as bar:
             task = bar.add_task(f"evaluating {model.weights_label}", total=None)
             rows[model.weights_label] = evaluate(
@@ -83,6 +89,16 @@ def eval_cmd(
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(f"# s2tf eval: `{data.name}`, split {split}\n\n{table}\n")
+    if update_card:
+        from .modelcard import set_section
+
+        body = (f"`s2tf eval {data.name} --split {split}` ({next(iter(rows.values()))['people']} held-out identities; "
+                f"metrics defined in the s2tf README):\n\n{table}")  # fmt: skip
+        for folder in folders:
+            card = folder / "README.md"
+            if card.is_file() and os.access(card, os.W_OK):
+                card.write_text(set_section(card.read_text(), "Evaluation", body))
+                err.print(f"model card updated: {card}")
 
 
 def _slug(label: str) -> str:

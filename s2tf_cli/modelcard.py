@@ -33,3 +33,18 @@ and a StyleGAN2-style generator.
 
 {RESPONSIBLE_USE}
 """
+
+
+def set_section(card: str, title: str, body: str) -> str:
+    """Replace (or insert before the responsible-use note) the `## title` section of a card."""
+    head = f"## {title}\n"
+    section = f"{head}\n{body.strip()}\n\n"
+    if head in card:
+        start = card.index(head)
+        nxt = card.find("\n## ", start + len(head))
+        return card[:start] + section + (card[nxt + 1 :] if nxt != -1 else "")
+    anchor = "## Responsible use"
+    if anchor in card:
+        i = card.index(anchor)
+        return card[:i] + section + card[i:]
+    return card.rstrip() + "\n\n" + section

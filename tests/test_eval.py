@@ -13,8 +13,11 @@ runner = CliRunner()
 
 
 def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights, face_folders, tmp_path):
+    import shutil
+
+    weights = shutil.copytree(tiny_weights, tmp_path / "weights")
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["eval", str(prepared_corpus), "-w", str(tiny_weights), "--split", "train",
+    result = runner.invoke(app, ["eval", str(prepared_corpus), "-w", str(weights), "--split", "train", "--update-card",
                                  "--real-voices", str(face_folders["real"]), "--sync-clips", "2", "--json", str(out),
                                  "--report", str(tmp_path / "eval.md"), "--figures", str(tmp_path / "fig")])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -39,6 +42,9 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
         im = Image.open(png)
         assert im.text["s2tf:synthetic"] == "true" and np.asarray(im).ndim == 3
     assert "cosine" in result.output
+    card = (weights / "README.md").read_text()
+    assert card.count("## Evaluation") == 1 and "| weights |" in card
+    assert card.index("## Evaluation") < card.index("## Responsible use")
 
 
 def test_eval_refuses_a_folder_that_is_not_a_corpus(tmp_path, tiny_weights):
