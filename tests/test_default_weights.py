@@ -1,0 +1,43 @@
+"""The weights that ship with the package (weights/s2tf-cpu): installed, checksummed, carded, usable."""
+
+from pathlib import Path
+
+import numpy as np
+
+from s2tf_cli.hub import load_model, resolve
+from s2tf_cli.registry import DEFAULT_WEIGHTS, REGISTRY
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_default_is_embedded_and_its_checksum_pinned(monkeypatch):
+    monkeypatch.delenv("S2TF_WEIGHTS", raising=False)
+    source = resolve(None)
+    entry = REGISTRY[DEFAULT_WEIGHTS]
+    assert source.kind == "embedded" and entry.sha256 is not None
+    assert source.sha256 == entry.sha256
+    total = sum(f.stat().st_size for f in source.folder.iterdir())
+    assert total < 60 * 2**20, f"weights folder is {total / 2**20:.1f} MB"
+
+
+def test_default_is_a_trained_cpu_model_with_a_card(monkeypatch):
+    monkeypatch.delenv("S2TF_WEIGHTS", raising=False)
+    source = resolve(None)
+    model = load_model(source)
+    assert model.cfg.preset == "cpu" and model.cfg.image_size >= 128
+    assert model.cfg.trained_steps > 0, "never ship untrained weights"
+    card = (source.folder / "README.md").read_text()
+    assert "non-commercial" in card and "estimate" in card and "## Training" in card
+
+
+def test_default_draws_deterministic_distinct_faces(monkeypatch):
+    from s2tf_cli.pipeline import S2TF
+
+    monkeypatch.delenv("S2TF_WEIGHTS", raising=False)
+    s2tf = S2TF.from_pretrained(device="cpu")
+    a1, a2 = s2tf.face(EXAMPLES / "voice_a.wav")[0], s2tf.face(EXAMPLES / "voice_a.wav")[0]
+    b = s2tf.face(EXAMPLES / "voice_b.wav")[0]
+    assert a1.shape == (s2tf.cfg.image_size, s2tf.cfg.image_size, 3) and a1.dtype == np.uint8
+    assert np.array_equal(a1, a2)
+    assert np.abs(a1.astype(int) - b.astype(int)).mean() > 2.0, "two speakers, two faces"
+    assert a1.std() > 20, "an image with structure, not a flat field"
