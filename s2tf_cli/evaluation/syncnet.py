@@ -181,7 +181,7 @@ def train_syncnet(corpus_dir: Path, out: Path, steps: int = 2000, batch: int = 3
         loss.backward()
         opt.step()
         acc = float((logits.argmax(1) == torch.arange(len(vs))).float().mean())
-        log.append({"step": step + 1, "loss": float(loss), "acc": acc})
+        log.append({"step": step + 1, "loss": float(loss.detach()), "acc": acc})
         if progress:
             progress(1)
     net.eval()
