@@ -62,8 +62,7 @@ def eval_cmd(
     from .evaluation.protocol import evaluate
     from .pipeline import S2TF
 
-    if not (data / "manifest.jsonl").is_file():
-        raise UsageError(f"{data}: not a prepared corpus (no manifest.jsonl; run `s2tf data prepare`)")
+    _require_corpus(data)
     if syncnet is not None and not (syncnet / "model.safetensors").is_file():
         raise UsageError(f"{syncnet}: not a sync expert folder (train one with `s2tf syncnet`)")
     if real_voices is not None and not real_voices.is_dir():
@@ -101,6 +100,11 @@ def eval_cmd(
                 err.print(f"model card updated: {card}")
 
 
+def _require_corpus(data: Path) -> None:
+    if not (data / "manifest.jsonl").is_file():
+        raise UsageError(f"{data}: not a prepared corpus (no manifest.jsonl; run `s2tf data prepare`)")
+
+
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:80]
 
@@ -133,8 +137,7 @@ def syncnet_cmd(
     _setup_logging(verbose)
     from .evaluation.syncnet import train_syncnet
 
-    if not (data / "manifest.jsonl").is_file():
-        raise UsageError(f"{data}: not a prepared corpus (no manifest.jsonl; run `s2tf data prepare`)")
+    _require_corpus(data)
     with _progress() as bar:
         task = bar.add_task("training the sync expert", total=steps)
         summary = train_syncnet(data, out, steps=steps, batch=batch, seed=seed, progress=lambda n: bar.advance(task, n))
