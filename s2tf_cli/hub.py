@@ -58,8 +58,8 @@ def embedded_folder(entry: RegistryEntry) -> Path | None:
         return None
     try:
         folder = Path(str(resources.files("s2tf_cli.weights").joinpath(entry.embedded)))
-    except ModuleNotFoundError:  # running from a source tree that was never installed
-        return None
+    except ModuleNotFoundError:  # imported from a source checkout: weights/ sits beside the package
+        folder = Path(__file__).resolve().parent.parent / "weights" / entry.embedded
     return folder if (folder / WEIGHTS_FILE).is_file() else None
 
 
