@@ -60,7 +60,7 @@ def eval_cmd(
     """Score weights on held-out identities: identity, retrieval, matching AUC, attributes, lip sync, speed."""
     _setup_logging(verbose)
     from .evaluation.protocol import evaluate
-    from .pipeline import S2TF
+    from .baselines.voice2face import load_pipeline
 
     _require_corpus(data)
     if syncnet is not None and not (syncnet / "model.safetensors").is_file():
@@ -70,7 +70,7 @@ def eval_cmd(
     rows: dict[str, dict] = {}
     folders: list[Path] = []
     for spec in weights or [None]:
-        model = S2TF.from_pretrained(spec, device=device)
+        model = load_pipeline(spec, device=device)
         if model.source is not None:
             folders.append(model.source.folder)
         with _progress() as bar:

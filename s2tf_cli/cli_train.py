@@ -94,6 +94,10 @@ def train_cmd(
 
     if not config.is_file():
         raise UsageError(f"{config}: no such file")
+    from .baselines.train_voice2face import is_baseline_recipe
+
+    if is_baseline_recipe(config):
+        return _train_baseline(config, out, corpus, max_steps, cpu)
     try:
         cfg = TrainConfig.load(config)
     except ConfigError as exc:
@@ -116,6 +120,32 @@ def train_cmd(
     typer.echo(str(out))
 
 
+def _train_baseline(config: Path, out: Path, corpus: Path | None, max_steps: int | None, cpu: bool) -> None:
+    """The Voice2Face-style comparison model (a recipe with `"baseline": "voice2face"`)."""
+    from .baselines.train_voice2face import Voice2FaceRecipe, train_voice2face
+    from .config import ConfigError
+    from .pipeline import select_device
+
+    try:
+        recipe = Voice2FaceRecipe.load(config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if corpus is not None:
+        recipe.corpus = str(corpus)
+    if not recipe.corpus or not (Path(recipe.corpus) / "manifest.jsonl").is_file():
+        raise UsageError(f"{recipe.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
+    device = select_device("cpu" if cpu else "auto")
+    with _progress() as bar:
+        task = bar.add_task("training voice2face", total=None)
+
+        def report(done: int, total: int, row: dict) -> None:
+            bar.update(task, completed=done, total=total, description=f"voice2face {row['phase']}")
+
+        summary = train_voice2face(recipe, out, max_steps=max_steps, device=device, progress=report)
+    err.print(f"trained to step {summary['steps']} of {summary['total_steps']}")
+    typer.echo(str(out))
+
+
 @app.command("export")
 @handle_errors
 def export_cmd(
@@ -123,12 +153,16 @@ def export_cmd(
     out: Annotated[Path, typer.Argument(help="Weights folder to write (config.json, model.safetensors, README.md).")],
 ) -> None:
     """Turn a training checkpoint into a weights folder that `--weights` accepts."""
+    from .baselines.train_voice2face import export_voice2face, is_baseline_recipe
     from .training.export import export
 
     if not checkpoint.exists():
         raise UsageError(f"{checkpoint}: no such checkpoint or run folder")
     try:
-        folder = export(checkpoint, out)
+        if is_baseline_recipe(checkpoint / "train_config.json"):
+            folder = export_voice2face(checkpoint, out)
+        else:
+            folder = export(checkpoint, out)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     typer.echo(str(folder))

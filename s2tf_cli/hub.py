@@ -145,9 +145,6 @@ def _check_folder(folder: Path) -> str:
 
 def load_model(source: WeightsSource):
     """Build the model from config.json and load model.safetensors with strict key and shape checks."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from .models.s2tf import S2TFModel
 
     try:
@@ -155,10 +152,19 @@ def load_model(source: WeightsSource):
     except ConfigError as exc:
         raise WeightsError(str(exc)) from None
     model = S2TFModel(cfg)
+    model.load_state_dict(load_state(source.folder / WEIGHTS_FILE, model), strict=True)
+    return model.eval()
+
+
+def load_state(path: Path, model) -> dict:
+    """The tensors of a safetensors file, checked key by key and shape by shape against `model`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
-        state = load_file(str(source.folder / WEIGHTS_FILE))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{source.folder / WEIGHTS_FILE}: corrupted weights file ({exc})") from None
+        raise WeightsError(f"{path}: corrupted weights file ({exc})") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -168,15 +174,11 @@ def load_model(source: WeightsSource):
             parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise WeightsError(f"{source.folder / WEIGHTS_FILE}: weights do not match the config: {'; '.join(parts)}")
+        raise WeightsError(f"{path}: weights do not match the config: {'; '.join(parts)}")
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
-            raise WeightsError(
-                f"{source.folder / WEIGHTS_FILE}: {key} has shape {tuple(tensor.shape)}, "
-                f"config expects {tuple(expected[key].shape)}"
-            )
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+            raise WeightsError(f"{path}: {key} has shape {tuple(tensor.shape)}, config expects {tuple(expected[key].shape)}")
+    return state
 
 
 def save_folder(model, folder: str | Path, card: str) -> Path:

@@ -48,6 +48,34 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def checked_voice(voice: Voice, a) -> np.ndarray:
+    """Decoded and checked mono samples at `a.sample_rate` (as recorded: loudness is normalised later)."""
+    name = str(voice) if not isinstance(voice, np.ndarray) else "<array>"
+    wave = voice.astype(np.float32) if isinstance(voice, np.ndarray) else audio_io.load_audio(voice, a.sample_rate)
+    if wave.ndim != 1:
+        raise InputError(f"{name}: expected mono samples, got shape {wave.shape}")
+    if not np.all(np.isfinite(wave)):
+        raise InputError(f"{name}: audio holds NaN or infinite samples")
+    duration = len(wave) / a.sample_rate
+    if duration < a.min_duration_s:
+        raise InputError(f"{name}: audio is {duration:.2f} s long; at least {a.min_duration_s} s of speech is needed")
+    if not audio_io.has_speech(wave, a.sample_rate):
+        raise InputError(f"{name}: no speech found (silence or steady noise)")
+    return wave
+
+
+def identity_windows(mel: torch.Tensor, a) -> torch.Tensor:
+    """(N, n_mels, win) overlapping identity windows (half overlap, the last flush with the end) of a clip."""
+    win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
+    frames = mel.shape[-1]
+    if frames <= win:
+        return mel[None]
+    starts = list(range(0, frames - win + 1, win // 2))
+    if starts[-1] != frames - win:
+        starts.append(frames - win)
+    return torch.stack([mel[:, s : s + win] for s in starts])
+
+
 @dataclass
 class Match:
     path: Path
@@ -104,22 +132,7 @@ class S2TF:
 
     # ------------------------------------------------------------------ audio side
     def load_voice(self, voice: Voice) -> np.ndarray:
-        """Decoded and checked 16 kHz mono samples (as recorded: loudness is normalised in `_mel`)."""
-        a = self.cfg.audio
-        name = str(voice) if not isinstance(voice, np.ndarray) else "<array>"
-        wave = voice.astype(np.float32) if isinstance(voice, np.ndarray) else audio_io.load_audio(voice, a.sample_rate)
-        if wave.ndim != 1:
-            raise InputError(f"{name}: expected mono samples, got shape {wave.shape}")
-        if not np.all(np.isfinite(wave)):
-            raise InputError(f"{name}: audio holds NaN or infinite samples")
-        duration = len(wave) / a.sample_rate
-        if duration < a.min_duration_s:
-            raise InputError(
-                f"{name}: audio is {duration:.2f} s long; at least {a.min_duration_s} s of speech is needed"
-            )
-        if not audio_io.has_speech(wave, a.sample_rate):
-            raise InputError(f"{name}: no speech found (silence or steady noise)")
-        return wave
+        return checked_voice(voice, self.cfg.audio)
 
     def _mel(self, wave: np.ndarray) -> torch.Tensor:
         """(n_mels, frames) log-mel of the whole clip, after loudness normalisation."""
@@ -129,17 +142,7 @@ class S2TF:
 
     def identity_from_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """f_id^a (id_dim,), unit length: the mean of unit embeddings of overlapping 3.2 s windows."""
-        a = self.cfg.audio
-        win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
-        frames = mel.shape[-1]
-        if frames <= win:
-            windows = mel[None]
-        else:
-            hop = win // 2
-            starts = list(range(0, frames - win + 1, hop))
-            if starts[-1] != frames - win:
-                starts.append(frames - win)
-            windows = torch.stack([mel[:, s : s + win] for s in starts])  # (N, n_mels, win)
+        windows = identity_windows(mel, self.cfg.audio)
         with torch.inference_mode():
             emb = F.normalize(self.model.audio_identity(windows), dim=-1)
         return F.normalize(emb.mean(0), dim=-1)

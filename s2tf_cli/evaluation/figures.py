@@ -78,8 +78,10 @@ def write_figures(s2tf, folder: Path, people, generated, reals) -> list[Path]:
         written.append(folder / name)
 
     save("voice_to_face.png", pairs_grid(people, generated, size))
-    save("retrieval.png", retrieval_sheet(s2tf, people))
-    clip = next((p for p in people if p.frames is not None and len(p.frames) > 10), None)
+    shared = getattr(s2tf, "can_embed_faces", True)  # a baseline without a face encoder draws faces only
+    if shared:
+        save("retrieval.png", retrieval_sheet(s2tf, people))
+    clip = next((p for p in people if p.frames is not None and len(p.frames) > 10), None) if shared else None
     if clip is not None:
         save("mouth_vs_loudness.png", mouth_plot(_reconstruct_talk(s2tf, clip.frames[0], clip.voice, len(clip.frames)), clip.voice))
     if reals:

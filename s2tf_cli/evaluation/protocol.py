@@ -113,8 +113,10 @@ def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: 
     embedder, judge = FaceEmbedder(), AttributeClassifier()
     t0 = time.perf_counter()
     generated, f_a = [], []
+    shared = getattr(s2tf, "can_embed_faces", True)
     for p in people:
-        f_a.append(s2tf.voice_identity(p.voice))
+        if shared:
+            f_a.append(s2tf.voice_identity(p.voice))
         generated.append(s2tf.face(p.voice)[0])
         if progress:
             progress(1)
@@ -127,9 +129,23 @@ def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: 
     truth = list(range(len(people)))
     rec = M.recall_at(M.similarity_matrix(e_gen, e_real), truth)
     out.update({f"R@{k}": v for k, v in rec.items()})
-    # the voice straight through the shared identity space (what `s2tf retrieve` does)
+    out["KID"] = M.kid(e_real, e_gen)
+    out["judge misses"] = embedder.misses
+    out["_generated"] = generated
+    _attribute_metrics(out, [judge(g) for g in generated], people)
+    if shared:
+        out.update(_shared_space_metrics(s2tf, people, torch.stack(f_a), seed))
+    return out
+
+
+def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor, seed: int) -> dict:
+    """Retrieval and 1:2 matching with the voice straight through the shared identity space (what
+    `s2tf retrieve` does); only for models with a face encoder."""
+    real = [p.face for p in people]
+    truth = list(range(len(people)))
+    out: dict = {}
     f_v = torch.stack([s2tf.face_identity(f, aligned=True) for f in real])
-    voice_scores = (torch.stack(f_a) @ f_v.T).cpu().numpy()
+    voice_scores = (f_a @ f_v.T).cpu().numpy()
     rec = M.recall_at(voice_scores, truth)
     out.update({f"voice R@{k}": v for k, v in rec.items()})
     # 1:2 matching, negatives random or matched on labels
@@ -144,8 +160,11 @@ def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: 
         pairs = [(i, j) for i, j in enumerate(negs) if j is not None]
         out[f"AUC {name}"] = M.auc([voice_scores[i, i] for i, _ in pairs], [voice_scores[i, j] for i, j in pairs])
         out[f"AUC {name} trials"] = len(pairs)
-    # attributes of the generated face against the speaker's labels
-    attrs = [judge(g) for g in generated]
+    return out
+
+
+def _attribute_metrics(out: dict, attrs: list, people: list[Person]) -> None:
+    """Apparent gender and age group of the generated faces against the speakers' labels."""
     labelled = [(a, p) for a, p in zip(attrs, people) if p.gender in ("male", "female")]
     out["gender %"] = 100.0 * np.mean([a.gender == p.gender for a, p in labelled]) if labelled else float("nan")
     out["gender n"] = len(labelled)
@@ -153,10 +172,6 @@ def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: 
     out["age group %"] = (100.0 * np.mean([age_group(a.age) == age_group(float(p.age)) for a, p in aged])
                           if aged else float("nan"))  # fmt: skip
     out["age n"] = len(aged)
-    out["KID"] = M.kid(e_real, e_gen)
-    out["judge misses"] = embedder.misses
-    out["_generated"] = generated
-    return out
 
 
 def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0, syncnet=None) -> dict:
@@ -253,14 +268,17 @@ def _open_loud_corr(frames: np.ndarray, voice: np.ndarray) -> float:
 def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = frozenset()) -> dict:
     """Each person's own face rank among all the faces, from the voice alone, and gender consistency."""
     judge = AttributeClassifier()
+    labelled = [(judge(s2tf.face(p.voice)[0]).gender, p.gender) for p in people if p.gender in ("male", "female")]
+    gender = {"real people": len(people),
+              "real gender %": float(100 * np.mean([a == b for a, b in labelled])) if labelled else float("nan")}
+    if not getattr(s2tf, "can_embed_faces", True):
+        return gender
     f_a = torch.stack([s2tf.voice_identity(p.voice) for p in people])
     f_v = torch.stack([s2tf.face_identity(p.face, aligned=True) for p in people])
     scores = F.normalize(f_a, dim=-1) @ F.normalize(f_v, dim=-1).T
     r = M.ranks(scores.cpu().numpy(), list(range(len(people))))
-    labelled = [(judge(s2tf.face(p.voice)[0]).gender, p.gender) for p in people if p.gender in ("male", "female")]
-    return {"real people": len(people), "real mean rank": float(r.mean()), "real chance rank": (len(people) + 1) / 2,
+    return gender | {"real mean rank": float(r.mean()), "real chance rank": (len(people) + 1) / 2,
             "real R@1": float(100 * np.mean(r <= 1)), "real R@5": float(100 * np.mean(r <= 5)),
-            "real gender %": float(100 * np.mean([a == b for a, b in labelled])) if labelled else float("nan"),
             "real held-out mean rank": float(np.mean([k for p, k in zip(people, r) if p.name in held_out]))
             if any(p.name in held_out for p in people) else float("nan"),
             "real ranks": {p.name + (" (held out)" if p.name in held_out else ""): int(k) for p, k in zip(people, r)}}  # fmt: skip
@@ -278,7 +296,8 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
         from .syncnet import SyncNet
 
         expert = SyncNet.load(syncnet)
-    row.update(lip_sync_metrics(s2tf, people, sync_clips, seed, expert))
+    if getattr(s2tf, "can_embed_faces", True):  # lip sync needs a face encoder for identity and pose
+        row.update(lip_sync_metrics(s2tf, people, sync_clips, seed, expert))
     reals: list[Person] = []
     if real_voices is not None:
         reals = real_people(Path(real_voices), s2tf.cfg.image_size)
