@@ -232,6 +232,8 @@ def retrieve(
     as_json: Annotated[bool, typer.Option("--json", help="Print every match as JSON on stdout.")] = False,
     sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet PNG of the top K.")] = None,
     aligned: Annotated[bool, typer.Option("--aligned", help="Gallery images are already face crops.")] = False,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep each gallery face's embedding "
+                                        "($S2TF_CACHE, default ~/.cache/s2tf) so repeat queries skip detection.")] = True,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
@@ -252,7 +254,8 @@ def retrieve(
     model = _load(weights, device)
     with _progress() as bar:
         task = bar.add_task("embedding gallery", total=len(files))
-        matches, skipped = model.retrieve(voice, files, aligned=aligned, progress=lambda n: bar.advance(task, n))
+        matches, skipped = model.retrieve(voice, files, aligned=aligned, cache=cache,
+                                          progress=lambda n: bar.advance(task, n))
     for s in skipped:
         log.warning("skipped %s", s.reason)
     if skipped:

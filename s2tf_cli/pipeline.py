@@ -31,6 +31,7 @@ from .outputs import atomic_path, provenance
 
 log = logging.getLogger(__name__)
 
+IDENTITY_BATCH = 32  # identity windows encoded at once (bounds memory on long audio)
 Voice = str | Path | np.ndarray  # a file, or 16 kHz mono float32 samples
 Progress = Callable[[int], None]  # called with the number of items just finished
 
@@ -143,9 +144,11 @@ class S2TF:
     def identity_from_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """f_id^a (id_dim,), unit length: the mean of unit embeddings of overlapping 3.2 s windows."""
         windows = identity_windows(mel, self.cfg.audio)
-        with torch.inference_mode():
-            emb = F.normalize(self.model.audio_identity(windows), dim=-1)
-        return F.normalize(emb.mean(0), dim=-1)
+        total = torch.zeros(self.cfg.id_dim, device=mel.device)
+        with torch.inference_mode():  # a few windows at a time: an hour of audio is ~2,000 windows
+            for chunk in windows.split(IDENTITY_BATCH):
+                total += F.normalize(self.model.audio_identity(chunk), dim=-1).sum(0)
+        return F.normalize(total, dim=-1)
 
     def voice_identity(self, voice: Voice) -> torch.Tensor:
         return self.identity_from_mel(self._mel(self.load_voice(voice)))
@@ -301,31 +304,58 @@ class S2TF:
         aligned: bool = False,
         progress: Progress | None = None,
         batch_size: int = 32,
+        cache: bool = True,
     ) -> tuple[list[Match], list[Skipped]]:
-        """Rank `gallery` images by cosine between the voice's f_id^a and each face's f_id^v."""
+        """Rank `gallery` images by cosine between the voice's f_id^a and each face's f_id^v. With `cache`
+        (and weights with a checksum), each image's f_id^v is kept in a `GalleryIndex` for the next query."""
+        from .gallery_index import GalleryIndex, file_key
+
         f_id = self.voice_identity(voice)
+        index = GalleryIndex(self.source.sha256, aligned) if cache and self.source and self.source.sha256 else None
         kept: list[Path] = []
+        vectors: list[torch.Tensor] = []
         skipped: list[Skipped] = []
-        scores: list[float] = []
-        crops: list[np.ndarray] = []
+        pending: list[tuple[int, str | None, np.ndarray]] = []  # (slot in kept, content key, crop)
 
         def flush() -> None:
-            if crops:
-                f_v, _ = self._encode_images(crops)
-                scores.extend((F.normalize(f_v, dim=-1) @ f_id).tolist())
-                crops.clear()
+            if pending:
+                batch = torch.stack([images.to_tensor(c) for _, _, c in pending]).to(self.device)
+                with torch.inference_mode():
+                    f_v = F.normalize(self.model.visual_identity(batch), dim=-1)
+                for (slot, key, _), v in zip(pending, f_v):
+                    vectors[slot] = v
+                    if index is not None and key is not None:
+                        index.add(key, v)
+                pending.clear()
 
         for path in gallery:
             path = Path(path)
+            key = None
             try:
-                crops.append(self._face_crop(path, aligned))
+                if index is not None and path.is_file():
+                    key = file_key(path)
+                    if key in index.vectors:
+                        kept.append(path)
+                        vectors.append(index.vectors[key].to(self.device))
+                        continue
+                    if key in index.failures:
+                        raise InputError(f"{path}: {index.failures[key]}")
+                crop = self._face_crop(path, aligned)
                 kept.append(path)
+                vectors.append(f_id)  # placeholder until the batch is encoded
+                pending.append((len(kept) - 1, key, crop))
             except (InputError, UsageError) as exc:
                 skipped.append(Skipped(path, str(exc)))
-            if len(crops) >= batch_size:
+                if index is not None and key is not None and isinstance(exc, InputError):  # decided by the bytes
+                    index.fail(key, str(exc).split(": ", 1)[-1])
+            finally:
+                if progress:
+                    progress(1)
+            if len(pending) >= batch_size:
                 flush()
-            if progress:
-                progress(1)
         flush()
+        if index is not None:
+            index.save()
+        scores = (torch.stack(vectors) @ f_id).tolist() if vectors else []
         order = sorted(range(len(kept)), key=lambda i: (-scores[i], str(kept[i])))
         return [Match(kept[i], float(scores[i]), r + 1) for r, i in enumerate(order)], skipped

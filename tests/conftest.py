@@ -24,6 +24,12 @@ def speechlike(seconds: float, sr: int = 16000, f0: float = 120.0, seed: int = 0
     return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """Each test its own s2tf cache (gallery index): no test sees another's, none writes to ~/.cache."""
+    monkeypatch.setenv("S2TF_CACHE", str(tmp_path_factory.mktemp("s2tf-cache")))
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A tiny random S2TF model saved as a Hub-layout folder."""

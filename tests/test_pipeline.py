@@ -55,6 +55,20 @@ def test_identity_window_averaging(pipeline):
     assert short.shape == f.shape
 
 
+def test_identity_of_long_audio_is_encoded_in_chunks_with_the_same_result(pipeline):
+    from s2tf_cli.pipeline import IDENTITY_BATCH, identity_windows
+
+    a = pipeline.cfg.audio
+    win = int(a.identity_window_s * a.sample_rate / a.hop_length)
+    mel = torch.randn(a.n_mels, (IDENTITY_BATCH + 8) * win // 2 + win, generator=torch.Generator().manual_seed(0))
+    windows = identity_windows(mel, a)
+    assert len(windows) > IDENTITY_BATCH, "the clip must span more than one chunk"
+    with torch.inference_mode():
+        at_once = torch.nn.functional.normalize(pipeline.model.audio_identity(windows), dim=-1).mean(0)
+    torch.testing.assert_close(pipeline.identity_from_mel(mel), torch.nn.functional.normalize(at_once, dim=-1),
+                               atol=1e-5, rtol=1e-4)  # fmt: skip
+
+
 @pytest.mark.parametrize("fps", [25.0, 30.0, 12.5])
 def test_talk_frame_count_is_ceil_duration_fps(pipeline, voices, fps):
     n, wave, frames = pipeline.talk_frames(voices["high"], fps=fps, batch_size=7)
@@ -133,7 +147,7 @@ def test_retrieve_recovers_a_known_match(pipeline, voices, gallery, monkeypatch)
         return out
 
     monkeypatch.setattr(enc, "forward", forward)
-    matches, _ = pipeline.retrieve(voices["low"], [gallery / "b.png", target, gallery / "nested" / "c.webp"])
+    matches, _ = pipeline.retrieve(voices["low"], [gallery / "b.png", target, gallery / "nested" / "c.webp"], cache=False)
     assert matches[0].path == target and abs(matches[0].score - 1) < 1e-5
 
 

@@ -163,7 +163,7 @@ class Voice2FacePipeline:
         wave = audio_io.normalize_loudness(checked_voice(voice, self.cfg.audio))
         with torch.inference_mode():
             mel = self.model.mel(torch.from_numpy(wave).to(self.device))[0]
-            emb = self.model.embed(identity_windows(mel, self.cfg.audio))
+            emb = torch.cat([self.model.embed(w) for w in identity_windows(mel, self.cfg.audio).split(32)])
         return F.normalize(emb.mean(0), dim=-1)
 
     def face(self, voice, pose=None, seed: int | None = None, n_samples: int = 1, **_) -> list[np.ndarray]:

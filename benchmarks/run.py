@@ -1,0 +1,217 @@
+"""Speed and memory figures for the README's performance section (issue 6), as ratios and numbers.
+
+    python benchmarks/run.py                 # default weights, the quick set (a few minutes on 2 cores)
+    python benchmarks/run.py --long          # adds talk memory on 10 and 60 minutes of audio
+    python benchmarks/run.py --json out.json --markdown out.md --gallery DIR --weights W --device cuda
+
+Each figure is measured here, never asserted: targets are printed beside them. Cold figures start a
+fresh `s2tf` process; warm ones reuse one loaded model. Memory is the peak RSS of a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _s2tf() -> list[str]:
+    return [sys.executable, "-m", "s2tf_cli"]
+
+
+def machine() -> dict:
+    import torch
+
+    import s2tf_cli
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "s2tf": s2tf_cli.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}  # fmt: skip
+
+
+def make_voice(folder: Path, seconds: float) -> Path:
+    """The example voices end to end, repeated to `seconds` (real speech rhythm, not a tone)."""
+    import soxr
+
+    parts = []
+    for name in ("voice_a.wav", "voice_b.wav"):
+        w, sr = sf.read(EXAMPLES / name, dtype="float32")
+        parts.append(soxr.resample(w, sr, 16000) if sr != 16000 else w)
+    one = np.concatenate(parts)
+    n = int(seconds * 16000)
+    wave = np.tile(one, n // len(one) + 1)[:n]
+    path = folder / f"voice_{seconds:g}s.wav"
+    sf.write(path, wave, 16000, subtype="PCM_16")
+    return path
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MB) of one child process (a fresh wrapper per run)."""
+    wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+               "r = subprocess.run(sys.argv[1:], capture_output=True); "
+               "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode); "
+               "sys.stderr.write(r.stderr.decode()[-2000:])")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
+    wall, rss, rc = out.stdout.split()
+    if rc != "0":
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()}")
+    return float(wall), int(rss) // 1024
+
+
+def bench_face(model, weights: list[str], tmp: Path, voice: Path) -> dict:
+    cold = [timed([*_s2tf(), "face", str(voice), "-o", str(tmp / "f.png"), *weights])[0] for _ in range(3)]
+    model.face(voice)
+    warm = []
+    for _ in range(10):
+        t = time.perf_counter()
+        model.face(voice)
+        warm.append(time.perf_counter() - t)
+    return {"face cold command s": statistics.median(cold), "face warm ms": 1000 * statistics.median(warm)}
+
+
+def bench_talk(model, weights: list[str], tmp: Path, voice: Path, seconds: float) -> dict:
+    t = time.perf_counter()
+    n, _, frames = model.talk_frames(voice)
+    for _ in frames:
+        pass
+    gen = time.perf_counter() - t
+    t = time.perf_counter()
+    model.talk(voice, tmp / "warm.mp4")
+    whole = time.perf_counter() - t
+    cold, rss = timed([*_s2tf(), "talk", str(voice), "-o", str(tmp / "t.mp4"), *weights])
+    return {"talk frames": n, "talk frames/s (generation)": n / gen, "talk RTF generation": gen / seconds,
+            "talk RTF warm, with MP4": whole / seconds, "talk cold command / clip": cold / seconds,
+            f"talk peak RSS MB ({seconds:g} s)": rss}  # fmt: skip
+
+
+def bench_retrieve(weights: list[str], tmp: Path, voice: Path, gallery: Path | None, count: int) -> dict:
+    if gallery is None:
+        from PIL import Image, ImageEnhance, ImageOps
+
+        gallery = tmp / "gallery"
+        gallery.mkdir()
+        base = Image.open(EXAMPLES / "pose.jpg").convert("RGB")
+        for i in range(count):
+            im = ImageEnhance.Brightness(ImageOps.mirror(base) if i % 2 else base).enhance(0.7 + 0.6 * i / count)
+            im.save(gallery / f"{i:04d}.jpg", quality=90)
+    files = sum(1 for p in gallery.rglob("*") if p.is_file())
+    cmd = [*_s2tf(), "retrieve", str(voice), "--gallery", str(gallery), "--json", *weights]
+    first, _ = timed(cmd)
+    repeat, _ = timed(cmd)
+    return {"gallery files": files, "retrieve first s": first, "retrieve gallery faces/s": files / first,
+            "retrieve repeat query s": repeat}  # fmt: skip
+
+
+def bench_floor(model) -> dict:
+    """Generator FLOPs per frame against this machine's measured matmul rate."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = model.cfg
+    f_id = torch.nn.functional.normalize(torch.randn(1, cfg.id_dim, device=model.device), dim=-1)
+    f_ir = torch.zeros(1, cfg.ir_dim, device=model.device)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.model.generate(f_id, f_ir)
+    flops = counter.get_total_flops()
+    a = torch.randn(1024, 1024, device=model.device)
+    with torch.inference_mode():
+        a @ a
+        t = time.perf_counter()
+        for _ in range(20):
+            a @ a
+        rate = 20 * 2 * 1024**3 / (time.perf_counter() - t)
+    return {"generator GFLOP/frame": flops / 1e9, "matmul GFLOP/s": rate / 1e9,
+            "floor frames/s (matmul rate / FLOPs)": rate / max(flops, 1)}  # fmt: skip
+
+
+def profile_talk(model, voice: Path, top: int = 3) -> list[str]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        _, _, frames = model.talk_frames(voice)
+        for _ in frames:
+            pass
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    return [f"{e.key} {100 * e.self_cpu_time_total / total:.0f} %" for e in rows]
+
+
+TARGETS = {"talk RTF generation": "<= 0.25", "talk cold command / clip": "<= 0.6 (10 s clip)",
+           "face cold command s": "<= 3", "face warm ms": "<= 100", "retrieve gallery faces/s": ">= 30",
+           "retrieve repeat query s": "<= 1", "talk peak RSS MB (60 s)": "<= 1500, flat in length"}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gallery", type=Path, default=None, help="a face folder (default: 60 example variants)")
+    ap.add_argument("--gallery-size", type=int, default=60)
+    ap.add_argument("--long", action="store_true", help="also talk memory on 10 and 60 minutes of audio")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--markdown", type=Path)
+    args = ap.parse_args()
+
+    from s2tf_cli.pipeline import S2TF
+
+    weights = ["--weights", args.weights] if args.weights else []
+    weights += ["--device", args.device]
+    tmp = Path(tempfile.mkdtemp(prefix="s2tf-bench-"))
+    try:
+        model = S2TF.from_pretrained(args.weights, device=args.device)
+        voice10 = make_voice(tmp, 10)
+        res: dict = {"machine": machine(), "weights": model.weights_label, "image size": model.cfg.image_size}
+        res.update(bench_face(model, weights, tmp, EXAMPLES / "voice_a.wav"))
+        res.update(bench_talk(model, weights, tmp, voice10, 10))
+        res.update(bench_retrieve(weights, tmp, EXAMPLES / "voice_a.wav", args.gallery, args.gallery_size))
+        res.update(bench_floor(model))
+        res["talk profile (top self CPU)"] = profile_talk(model, voice10)
+        for minutes in ([1, 10, 60] if args.long else [1]):
+            voice = make_voice(tmp, 60 * minutes)
+            wall, rss = timed([*_s2tf(), "talk", str(voice), "-o", str(tmp / "long.mp4"), *weights])
+            res[f"talk peak RSS MB ({60 * minutes} s)"] = rss
+            res[f"talk RTF cold ({60 * minutes} s)"] = wall / (60 * minutes)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    table = to_markdown(res)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+
+
+def to_markdown(res: dict) -> str:
+    lines = [f"machine: {', '.join(f'{k} {v}' for k, v in res['machine'].items())}; weights {res['weights']}, "
+             f"{res['image size']} px", "", "| figure | measured | target |", "|---|---|---|"]  # fmt: skip
+    for key, value in res.items():
+        if key in ("machine", "weights", "image size"):
+            continue
+        shown = ", ".join(value) if isinstance(value, list) else f"{value:.3g}" if isinstance(value, float) else value
+        lines.append(f"| {key} | {shown} | {TARGETS.get(key, '')} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
