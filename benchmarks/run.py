@@ -11,6 +11,7 @@ fresh `s2tf` process; warm ones reuse one loaded model. Memory is the peak RSS o
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -131,8 +132,9 @@ def bench_floor(model) -> dict:
     cfg = model.cfg
     f_id = torch.nn.functional.normalize(torch.randn(1, cfg.id_dim, device=model.device), dim=-1)
     f_ir = torch.zeros(1, cfg.ir_dim, device=model.device)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model.model.generate(f_id, f_ir)
+    net = copy.deepcopy(model.model).requires_grad_(False)  # the counter's module hooks want plain tensors
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net.generate(f_id, f_ir)
     flops = counter.get_total_flops()
     a = torch.randn(1024, 1024, device=model.device)
     with torch.inference_mode():
