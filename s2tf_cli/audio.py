@@ -100,4 +100,4 @@ def has_speech(wave: np.ndarray, sample_rate: int = 16000) -> bool:
         return False
     rms = np.sqrt(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1))
     floor = np.percentile(rms, 10)
-    return bool(np.percentile(rms, 90) > max(3 * floor, 10 ** (-50 / 20)))
+    return bool(np.percentile(rms, 90) > max(3 * floor, 10 ** (-70 / 20)))  # speech peaking near -50 dBFS counts

@@ -97,3 +97,33 @@ def test_loudness_normalisation_equalises_levels():
     quiet, loud = normalize_loudness(REF * 0.05), normalize_loudness(REF * 3.0)
     assert abs(np.std(quiet) / np.std(loud) - 1) < 0.05
     assert np.all(normalize_loudness(np.zeros(16000, np.float32)) == 0)
+
+
+def test_audio_track_of_a_video_file(tmp_path):
+    """An MP4 with a picture and a voice: the voice is decoded through ffmpeg, the picture ignored."""
+    import imageio_ffmpeg
+
+    wav = tmp_path / "in.wav"
+    sf.write(wav, REF, 16000)
+    video = tmp_path / "clip with spaces.MP4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=64x64:d=1.5",
+                    "-i", str(wav), "-shortest", "-c:v", "libx264", "-c:a", "aac", str(video)], check=True)  # fmt: skip
+    out = load_audio(video)
+    assert abs(len(out) - len(REF)) < 0.05 * 16000 + 2048
+    n = min(len(out), len(REF)) - 2048
+    lag = int(np.argmax(np.correlate(out[1024 : 1024 + 4000], REF[1024 - 512 : 1024 + 4000 + 512], "valid")))
+    assert np.corrcoef(out[1024:n], REF[1024 - 512 + lag : n - 512 + lag])[0, 1] > 0.8
+
+
+@pytest.mark.parametrize("gain,clip", [(10 ** (-40 / 20), False), (30.0, True)])
+def test_very_quiet_and_clipped_speech_are_accepted(tmp_path, gain, clip):
+    """Speech peaking at -50 dBFS and hard-clipped speech are still speech: loaded, detected, normalised."""
+    wave = REF * gain
+    if clip:
+        wave = np.clip(wave, -1.0, 1.0)
+    path = tmp_path / "v.wav"
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    out = load_audio(path)
+    assert has_speech(out)
+    norm = normalize_loudness(out)
+    assert np.all(np.isfinite(norm)) and 0.05 < np.abs(norm).max() <= 1.0

@@ -171,7 +171,8 @@ def test_two_process_cpu_run(prepared_corpus, tmp_path):
     assert len(list((tmp_path / "run" / "checkpoints").glob("ckpt-*"))) >= 1
 
 
-@pytest.mark.parametrize("name", ["s2tf-cpu.json", "paper-voxceleb2.json"])
+@pytest.mark.parametrize("name", ["s2tf-cpu.json", "paper-voxceleb2.json", "s2tf-cpu-continue.json",
+                                  "ablation-no-centroids.json", "ablation-no-contrastive.json"])
 def test_shipped_recipes_load(name):
     configs = Path(__file__).resolve().parent.parent / "configs"
     cfg = TrainConfig.load(configs / name)
@@ -227,3 +228,34 @@ def test_ema_ramp_up_follows_the_run_length():
     assert ema_decay_at(cfg, 1999) ** 100 == pytest.approx(0.5, rel=1e-6)
     cfg.ema_rampup = 0.0
     assert ema_decay_at(cfg, 50) == 0.0 and ema_decay_at(cfg, 500) == cfg.ema_decay
+
+
+def test_kill_9_mid_run_loses_at_most_the_steps_since_the_last_checkpoint(prepared_corpus, tmp_path):
+    """A real SIGKILL of `s2tf train` while it works; the rerun resumes from the newest whole checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = _config(prepared_corpus)
+    cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 300, 2, 2
+    cfg.checkpoint_every, cfg.sample_every = 2, 0
+    cfg.save(tmp_path / "recipe.json")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "s2tf_cli", "train", str(tmp_path / "recipe.json"), "-o", str(run), "--cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((run / "checkpoints").glob("ckpt-0000006")) and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "summary.json").exists(), "the run must have been killed mid-way"
+    done = [json.loads((c / "state.json").read_text())["step"] for c in (run / "checkpoints").glob("ckpt-*")]
+    assert max(done) >= 6
+    out = subprocess.run([*cmd, "--max-steps", str(max(done) + 4)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((run / "summary.json").read_text())["steps"] == max(done) + 4
+    steps = [int(line.split(",")[0]) for line in (run / "metrics-visual.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, max(done) + 5)), "every step logged exactly once across the kill"
+    assert not list((run / "checkpoints").glob(".tmp-*")), "half-written checkpoints of the killed run are cleared"

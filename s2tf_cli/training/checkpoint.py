@@ -47,7 +47,8 @@ def save(folder: Path, step: int, module: torch.nn.Module, optimizers: dict[str,
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:07d}"
     tmp = folder / f".tmp-{PREFIX}{step:07d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in folder.glob(f".tmp-{PREFIX}*"):  # half-written by a killed run (only one process saves)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / "module.safetensors"))
     save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
