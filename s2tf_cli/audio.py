@@ -89,7 +89,8 @@ def normalize_loudness(wave: np.ndarray, target_dbfs: float = -20.0) -> np.ndarr
     loud = np.sort(rms)[n // 2 :]
     level = float(np.mean(loud))
     gain = min(10 ** (target_dbfs / 20) / max(level, 1e-9), 100.0)
-    return np.clip(wave * gain, -1.0, 1.0).astype(np.float32)
+    out = np.multiply(wave, np.float32(gain), dtype=np.float32)  # one copy, even for an hour of audio
+    return np.clip(out, -1.0, 1.0, out=out)
 
 
 def has_speech(wave: np.ndarray, sample_rate: int = 16000) -> bool:

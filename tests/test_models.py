@@ -162,6 +162,17 @@ def test_log_mel_frame_rate_and_batching():
     torch.testing.assert_close(out[1:], mel(wave[1]), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("samples", [16000 * 7 + 123, 16000 * 7 - 1, 7 * 160 * 100])
+def test_long_clip_mel_in_chunks_equals_one_pass(samples):
+    """The chunked STFT path for long clips gives the same frames as one pass, at every chunk edge."""
+    mel = LogMel(CFG.audio)
+    wave = torch.randn(samples, generator=torch.Generator().manual_seed(1)) * 0.1
+    one = mel(wave, chunk_frames=10**9)
+    chunked = mel(wave, chunk_frames=100)
+    assert chunked.shape == one.shape == (1, CFG.audio.n_mels, samples // CFG.audio.hop_length + 1)
+    torch.testing.assert_close(chunked, one, rtol=1e-4, atol=1e-4)
+
+
 def test_arcface_margin_lowers_only_the_true_logit():
     torch.manual_seed(0)
     cent = IdentityCentroids(5, 8, scale=10.0, margin=0.3)

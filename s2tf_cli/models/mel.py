@@ -25,16 +25,30 @@ class LogMel(nn.Module):
         self.register_buffer("filters", torch.from_numpy(filters).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def forward(self, wave: torch.Tensor, chunk_frames: int = 3000) -> torch.Tensor:
+        """Long single clips go through the STFT `chunk_frames` frames (30 s) at a time: the complex
+        spectrogram of an hour of audio would otherwise take ~1 GB. The frames are the same either way."""
         if wave.dim() == 1:
             wave = wave[None]
         assert wave.dim() == 2, f"expected (B, samples), got {tuple(wave.shape)}"
+        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        frames = self.num_frames(wave.shape[-1])
+        if len(wave) > 1 or frames <= chunk_frames:
+            return self._log_mel(wave, center=True)
+        padded = torch.nn.functional.pad(wave.float()[:, None], (half, half), mode="reflect")[:, 0]
+        parts = []
+        for start in range(0, frames, chunk_frames):
+            n = min(chunk_frames, frames - start)
+            parts.append(self._log_mel(padded[:, start * hop : start * hop + (n - 1) * hop + self.cfg.n_fft], center=False))
+        return torch.cat(parts, dim=-1)
+
+    def _log_mel(self, wave: torch.Tensor, center: bool) -> torch.Tensor:
         spec = torch.stft(
             wave.float(),
             n_fft=self.cfg.n_fft,
             hop_length=self.cfg.hop_length,
             window=self.window,
-            center=True,
+            center=center,
             pad_mode="reflect" if wave.shape[-1] > self.cfg.n_fft // 2 else "constant",
             return_complex=True,
         )
