@@ -340,7 +340,7 @@ def push(
     typer.echo(f"{repo_id}@{revision}")
 
 
-from . import cli_eval, cli_train  # noqa: E402,F401  (register data, train, export and eval on `app`)
+from . import cli_eval, cli_serve, cli_train  # noqa: E402,F401  (register data, train, export, eval, serve on `app`)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,1 @@
+"""`s2tf serve`: the local web page."""
