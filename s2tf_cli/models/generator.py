@@ -92,10 +92,26 @@ class StyledConv(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        if not torch.is_grad_enabled() and not self.conv.fused and self.conv.demodulate:
+            return self._inference(x, w, noise)
         x = self.conv(x, w)
         if noise is not None:
             x = x + self.noise_strength * noise
         return F.leaky_relu(x + self.bias[None, :, None, None], 0.2) * math.sqrt(2)
+
+    def _inference(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """The same maths with fewer passes over the activations (they dominate CPU time): leaky_relu is
+        positively homogeneous, so the gain sqrt(2) moves into demodulation and shift, and demodulation,
+        noise and bias become one fused multiply-add, then one in-place activation."""
+        conv = self.conv
+        style = conv.modulation(w)
+        weight = conv.weight * conv.scale
+        out = F.conv2d(x * style[:, :, None, None], weight, padding=conv.padding)
+        gain = torch.rsqrt(style.pow(2) @ weight.pow(2).sum(dim=(2, 3)).t() + 1e-8) * math.sqrt(2)
+        shift = self.bias[None, :, None, None] * math.sqrt(2)
+        if noise is not None:
+            shift = shift + (self.noise_strength * math.sqrt(2)) * noise
+        return F.leaky_relu_(torch.addcmul(shift, out, gain[:, :, None, None]), 0.2)
 
 
 class ToRGB(nn.Module):
