@@ -18,15 +18,9 @@ from pathlib import Path
 
 import torch
 
+from .cache import cache_root
+
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> Path:
-    env = os.environ.get("S2TF_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "s2tf"
 
 
 def file_key(path: Path) -> str:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from s2tf_cli.gallery_index import GalleryIndex, cache_root
+from s2tf_cli.cache import cache_root
+from s2tf_cli.gallery_index import GalleryIndex
 
 
 @pytest.fixture

@@ -227,3 +227,22 @@ def test_generator_style_input_variant():
     assert out.shape == (2, 3, CFG.image_size, CFG.image_size)
     with pytest.raises(ValueError, match="generator.input"):
         StyleGenerator(replace(CFG.generator, input="bogus"), 24, CFG.image_size)
+
+
+def test_mel_filters_are_cached_and_equal_librosa(tmp_path, monkeypatch):
+    import librosa
+
+    from s2tf_cli.models.mel import mel_filters
+
+    monkeypatch.setenv("S2TF_CACHE", str(tmp_path))
+    a = CFG.audio
+    first = mel_filters(a)
+    (cached,) = (tmp_path / "mel").glob("*.npy")
+    ref = librosa.filters.mel(sr=a.sample_rate, n_fft=a.n_fft, n_mels=a.n_mels, fmin=a.f_min, fmax=a.f_max)
+    np.testing.assert_allclose(first, ref, rtol=1e-6)
+    monkeypatch.setattr(librosa.filters, "mel", lambda **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    np.testing.assert_allclose(mel_filters(a), ref, rtol=1e-6)  # from the cache
+    cached.write_bytes(b"garbage")
+    monkeypatch.undo()
+    monkeypatch.setenv("S2TF_CACHE", str(tmp_path))
+    np.testing.assert_allclose(mel_filters(a), ref, rtol=1e-6)  # a damaged cache entry is recomputed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -10,17 +13,42 @@ from ..config import AudioConfig
 LOG_FLOOR = 1e-5  # mel energy floor; log(LOG_FLOOR) is what silence looks like
 
 
+def mel_filters(cfg: AudioConfig) -> np.ndarray:
+    """librosa's mel filterbank for `cfg`, kept in the s2tf cache: importing librosa (scipy.signal,
+    numba) costs ~1.5 s of every cold start, the filterbank itself is a few kB."""
+    from importlib.metadata import version
+
+    from ..cache import cache_root
+
+    key = f"{cfg.sample_rate}-{cfg.n_fft}-{cfg.n_mels}-{cfg.f_min:g}-{cfg.f_max:g}-librosa{version('librosa')}"
+    path = cache_root() / "mel" / f"{key}.npy"
+    try:
+        filters = np.load(path, allow_pickle=False)
+        if filters.shape == (cfg.n_mels, cfg.n_fft // 2 + 1):
+            return filters
+    except (OSError, ValueError):
+        pass
+    import librosa
+
+    filters = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, filters.astype(np.float32), allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache only costs speed
+        pass
+    return filters
+
+
 class LogMel(nn.Module):
     """(B, samples) float waveform at `sample_rate` -> (B, n_mels, frames) log-mel, 1 frame per hop."""
 
     def __init__(self, cfg: AudioConfig):
         super().__init__()
-        import librosa  # deferred: slow to import
-
         self.cfg = cfg
-        filters = librosa.filters.mel(
-            sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max
-        )
+        filters = mel_filters(cfg)
         # Derived from the config, so not part of the saved weights.
         self.register_buffer("filters", torch.from_numpy(filters).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
