@@ -57,7 +57,7 @@ def _read_soundfile(p: Path) -> tuple[np.ndarray, int]:
         raise _NotForSoundfile(str(exc)) from None
     except (RuntimeError, ValueError) as exc:  # truncated data chunks and the like
         raise InputError(f"{p}: cannot decode audio: {exc}") from None
-    return data.mean(axis=1), int(sr)
+    return (data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)), int(sr)  # mono: a view, no copy
 
 
 def _read_ffmpeg(p: Path, sample_rate: int) -> tuple[np.ndarray, int]:

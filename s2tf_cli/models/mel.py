@@ -63,11 +63,16 @@ class LogMel(nn.Module):
         frames = self.num_frames(wave.shape[-1])
         if len(wave) > 1 or frames <= chunk_frames:
             return self._log_mel(wave, center=True)
-        padded = torch.nn.functional.pad(wave.float()[:, None], (half, half), mode="reflect")[:, 0]
+        samples = wave.shape[-1]
         parts = []
         for start in range(0, frames, chunk_frames):
             n = min(chunk_frames, frames - start)
-            parts.append(self._log_mel(padded[:, start * hop : start * hop + (n - 1) * hop + self.cfg.n_fft], center=False))
+            # samples [lo, hi) of the clip as center=True would pad it (reflected at the clip's ends only)
+            lo, hi = start * hop - half, start * hop + (n - 1) * hop + half
+            left, right = max(-lo, 0), max(hi - samples, 0)
+            seg = torch.cat([wave[:, 1 : 1 + left].flip(-1), wave[:, max(lo, 0) : min(hi, samples)],
+                             wave[:, samples - 1 - right : samples - 1].flip(-1)], dim=-1).float()  # fmt: skip
+            parts.append(self._log_mel(seg, center=False))
         return torch.cat(parts, dim=-1)
 
     def _log_mel(self, wave: torch.Tensor, center: bool) -> torch.Tensor:
