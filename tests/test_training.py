@@ -259,3 +259,18 @@ def test_kill_9_mid_run_loses_at_most_the_steps_since_the_last_checkpoint(prepar
     steps = [int(line.split(",")[0]) for line in (run / "metrics-visual.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, max(done) + 5)), "every step logged exactly once across the kill"
     assert not list((run / "checkpoints").glob(".tmp-*")), "half-written checkpoints of the killed run are cleared"
+
+
+def test_mouth_weight_adds_the_mouth_box_error_only():
+    from s2tf_cli.training.losses import ReconstructionLoss
+
+    real = torch.zeros(2, 3, 40, 40)
+    fake = real.clone()
+    fake[..., 0:5, 0:5] = 1.0  # an error outside the mouth
+    plain, weighted = ReconstructionLoss(0.0, None), ReconstructionLoss(0.0, None, mouth_weight=5.0)
+    assert torch.equal(plain(fake, real)[0], weighted(fake, real)[0])
+    fake = real.clone()
+    fake[..., 30, 15] = 1.0  # one pixel inside the box (rows 24-34, columns 12-28)
+    base = plain(fake, real)[0]
+    box = 1.0 / (10 * 16)
+    torch.testing.assert_close(weighted(fake, real)[0], base + 5.0 * box)

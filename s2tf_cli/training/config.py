@@ -18,6 +18,7 @@ class LossWeights:
     adv: float = 1.0  # multi-scale adversarial loss
     rec: float = 1.0  # λr: reconstruction L1 + λper * perceptual
     per: float = 1.0  # λper inside L_rec (VGG19 or discriminator feature matching)
+    mouth: float = 0.0  # extra L1 weight on the mouth box inside L_rec (0: the paper's plain L1)
     centroid: float = 1.0  # λc: ArcFace on the shared centroids
     id_sync: float = 1.0  # λ_sync^id: Eq. 1 contrastive audio-visual identity loss
     s_sync: float = 1.0  # λ_sync^s: Eq. 3 contrastive content loss

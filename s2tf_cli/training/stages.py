@@ -51,7 +51,7 @@ class TrainingModule(nn.Module):
         self.discriminator = MultiScaleDiscriminator(cfg.model.discriminator)
         self.centroid_loss = CentroidLoss()
         self.nce = InfoNCE(cfg.sync_temperature)
-        self.rec = ReconstructionLoss(cfg.loss.per, vgg)
+        self.rec = ReconstructionLoss(cfg.loss.per, vgg, cfg.loss.mouth)
         a = cfg.model.audio
         self.context = -(-(a.n_fft // 2) // a.hop_length)  # context mel frames each side of a content window
         self.adversarial = True
