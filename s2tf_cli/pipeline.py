@@ -219,7 +219,17 @@ class S2TF:
         other samples (or any with `seed`) step around it and redraw the generator noise."""
         if n_samples < 1:
             raise UsageError(f"--n-samples must be at least 1, not {n_samples}")
-        f_id = self.voice_identity(voice)
+        return self.face_from_identity(self.voice_identity(voice), pose, seed, n_samples, aligned_pose)
+
+    def face_from_identity(
+        self,
+        f_id: torch.Tensor,
+        pose: str | Path | np.ndarray | None = None,
+        seed: int | None = None,
+        n_samples: int = 1,
+        aligned_pose: bool = False,
+    ) -> list[np.ndarray]:
+        """`face` for an identity already estimated (`voice_identity`), e.g. to score it and draw it."""
         f_ir = self.silence_content()
         if pose is not None:
             f_ir = f_ir + self.pose_feature(pose, aligned_pose)

@@ -168,11 +168,15 @@ class Voice2FacePipeline:
 
     def face(self, voice, pose=None, seed: int | None = None, n_samples: int = 1, **_) -> list[np.ndarray]:
         """The generator has no noise input: every sample of one voice is the same face."""
+        if pose is not None:
+            raise UsageError("the voice2face baseline draws frontal faces only (no --pose)")
+        return self.face_from_identity(self.voice_identity(voice), n_samples=n_samples)
+
+    def face_from_identity(self, e: torch.Tensor, pose=None, seed: int | None = None, n_samples: int = 1, **_):
         from ..images import to_uint8
 
         if pose is not None:
             raise UsageError("the voice2face baseline draws frontal faces only (no --pose)")
-        e = self.voice_identity(voice)
         with torch.inference_mode():
             img = self.model.generator(e[None])
         return [to_uint8(img)[0]] * n_samples

@@ -115,9 +115,8 @@ def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: 
     generated, f_a = [], []
     shared = getattr(s2tf, "can_embed_faces", True)
     for p in people:
-        if shared:
-            f_a.append(s2tf.voice_identity(p.voice))
-        generated.append(s2tf.face(p.voice)[0])
+        f_a.append(s2tf.voice_identity(p.voice))
+        generated.append(s2tf.face_from_identity(f_a[-1])[0])
         if progress:
             progress(1)
     faces_per_s = len(people) / (time.perf_counter() - t0)
