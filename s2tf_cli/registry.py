@@ -27,7 +27,7 @@ REGISTRY: dict[str, RegistryEntry] = {
         name="s2tf-cpu",
         repo_id="s2tf/s2tf-cpu",
         embedded="s2tf-cpu",
-        sha256="18934f40115972f86ae7742b51eddffa10ce9ab365470a360f5e3e8bca508b52",
+        sha256="a15cb3d4489fafc3dec3c6eaeb2faa1f92298d855277aff12b2ae0a64a8817af",
         description="CPU preset (128 px), trained by this project; the default",
     ),
 }
