@@ -31,7 +31,7 @@ from .outputs import atomic_path, provenance
 
 log = logging.getLogger(__name__)
 
-IDENTITY_BATCH = 32  # identity windows encoded at once (bounds memory on long audio)
+IDENTITY_BATCH = 8  # identity windows encoded at once: bounds memory (~80 MB of activations) on long audio
 Voice = str | Path | np.ndarray  # a file, or 16 kHz mono float32 samples
 Progress = Callable[[int], None]  # called with the number of items just finished
 
@@ -65,17 +65,24 @@ def checked_voice(voice: Voice, a) -> np.ndarray:
     return wave
 
 
-def identity_windows(mel: torch.Tensor, a) -> torch.Tensor:
-    """(N, n_mels, win) overlapping identity windows (half overlap, the last flush with the end) of a clip."""
+def identity_window_starts(frames: int, a) -> list[int]:
+    """Start frames of the overlapping identity windows (half overlap, the last flush with the end)."""
     win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
-    frames = mel.shape[-1]
     if frames <= win:
-        return mel[None]
+        return [0]
     starts = list(range(0, frames - win + 1, win // 2))
     if starts[-1] != frames - win:
         starts.append(frames - win)
-    return torch.stack([mel[:, s : s + win] for s in starts])
+    return starts
 
+
+def identity_windows(mel: torch.Tensor, a, starts: list[int] | None = None) -> torch.Tensor:
+    """(N, n_mels, win) identity windows of a clip (all, or those starting at `starts`)."""
+    win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
+    if mel.shape[-1] <= win:
+        return mel[None]
+    starts = identity_window_starts(mel.shape[-1], a) if starts is None else starts
+    return torch.stack([mel[:, s : s + win] for s in starts])
 
 @dataclass
 class Match:
@@ -143,10 +150,12 @@ class S2TF:
 
     def identity_from_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """f_id^a (id_dim,), unit length: the mean of unit embeddings of overlapping 3.2 s windows."""
-        windows = identity_windows(mel, self.cfg.audio)
+        a = self.cfg.audio
+        starts = identity_window_starts(mel.shape[-1], a)
         total = torch.zeros(self.cfg.id_dim, device=mel.device)
         with torch.inference_mode():  # a few windows at a time: an hour of audio is ~2,000 windows
-            for chunk in windows.split(IDENTITY_BATCH):
+            for i in range(0, len(starts), IDENTITY_BATCH):
+                chunk = identity_windows(mel, a, starts[i : i + IDENTITY_BATCH])
                 total += F.normalize(self.model.audio_identity(chunk), dim=-1).sum(0)
         return F.normalize(total, dim=-1)
 
