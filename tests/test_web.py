@@ -157,3 +157,11 @@ def test_results_expire_after_their_first_download(pipeline):
         time.sleep(0.01)
         _wait(c, c.post("/api/face", files={"voice": ("v.wav", _wav(seed=3))}))  # expiry runs after each job
         assert c.get(url).status_code == 404
+
+
+def test_result_files_are_capped_even_when_never_fetched(pipeline):
+    app = create_app(pipeline, ServeLimits(max_results=2))
+    with TestClient(app) as c:
+        for i in range(5):
+            _wait(c, c.post("/api/face", files={"voice": ("v.wav", _wav(seed=i))}))
+        assert len(list(app.state.server.folder.glob("*.png"))) == 2

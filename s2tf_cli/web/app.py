@@ -36,6 +36,7 @@ class ServeLimits:
     queue: int = 8  # jobs waiting or running at most; more get 503
     max_samples: int = 8  # faces per Face request
     keep_seconds: float = 300.0  # a result lives this long after its first download
+    max_results: int = 200  # result files kept at most (the oldest go first, fetched or not)
 
 
 @dataclass
@@ -109,6 +110,10 @@ class Server:
             if now - first > self.limits.keep_seconds:
                 (self.folder / name).unlink(missing_ok=True)
                 del self.fetched[name]
+        results = sorted((p for p in self.folder.iterdir() if RESULT_NAME.fullmatch(p.name)), key=lambda p: p.stat().st_mtime)
+        for path in results[: max(0, len(results) - self.limits.max_results)]:  # never fetched, or not yet expired
+            path.unlink(missing_ok=True)
+            self.fetched.pop(path.name, None)
         finished = [j for j in self.jobs.values() if j.state in ("done", "error")]
         for job in finished[:-200]:  # job records are small; keep the recent ones
             self.jobs.pop(job.id, None)
