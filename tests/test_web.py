@@ -165,3 +165,26 @@ def test_result_files_are_capped_even_when_never_fetched(pipeline):
         for i in range(5):
             _wait(c, c.post("/api/face", files={"voice": ("v.wav", _wav(seed=i))}))
         assert len(list(app.state.server.folder.glob("*.png"))) == 2
+
+
+def test_cli_serve_checks_options_and_warns_off_loopback(tiny_weights, gallery, monkeypatch, tmp_path):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from s2tf_cli.cli import app
+
+    runner = CliRunner()
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app_, host, port, log_level: calls.append((app_, host, port)))
+    ok = runner.invoke(app, ["serve", "-w", str(tiny_weights), "--gallery", str(gallery), "--port", "8123"])
+    assert ok.exit_code == 0, ok.output
+    (served, host, port) = calls[0]
+    assert host == "127.0.0.1" and port == 8123 and "warning" not in ok.stderr
+    assert len(served.state.server.gallery) == 4
+    wide = runner.invoke(app, ["serve", "-w", str(tiny_weights), "--host", "0.0.0.0"])
+    assert wide.exit_code == 0 and "warning: serving on 0.0.0.0" in wide.stderr
+    for args, message in [(["--gallery", str(tmp_path / "nope")], "no such folder"), (["--port", "0"], "--port must be"),
+                          (["--gallery", str(tmp_path)], "no image files found"), (["--queue", "0"], "must be positive")]:  # fmt: skip
+        bad = runner.invoke(app, ["serve", "-w", str(tiny_weights), *args])
+        assert bad.exit_code == 2 and message in bad.stderr and "Traceback" not in bad.output, args
+    assert len(calls) == 2, "no server is started for a refused option"
