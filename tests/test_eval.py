@@ -33,6 +33,7 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
     assert "LMD" in row and row["frames_per_s"] > 0 and row["faces_per_s"] > 0
     # a random tiny model draws no face dlib can landmark: LMD is then missing (NaN), never a fake 0
     assert row["LMD clips"] == 0 and row["LMD"] != row["LMD"]
+    assert row["f_ir probe clips"] == 4 and row["f_ir mouth R2"] <= 1.0
     assert row["real people"] == 1 and row["real mean rank"] == 1.0
     assert row["real ranks"] == {"Actor_01": 1}, "Actor_01 is in the corpus's training split"
     assert "| weights |" in (tmp_path / "eval.md").read_text()

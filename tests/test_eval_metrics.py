@@ -74,3 +74,12 @@ def test_independent_judges_on_real_faces(pose_image):
     attrs = AttributeClassifier()(small)
     assert attrs.gender in ("male", "female") and 0 < attrs.age < 100 and attrs.detected
     assert age_group(25) == "18-29" and age_group(70) == "60+" and age_group(None) is None
+
+
+def test_heldout_r2_is_one_for_a_linear_target_and_about_zero_for_noise():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 5))
+    y = x @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 2.0
+    assert M.heldout_r2(x[:200], y[:200], x[200:], y[200:], ridge=1e-6) > 0.9999
+    noise = rng.standard_normal(400)
+    assert abs(M.heldout_r2(x[:200], noise[:200], x[200:], noise[200:])) < 0.1

@@ -84,3 +84,14 @@ def best_offset(confidences: dict[int, float]) -> tuple[int, float]:
     values = np.array([confidences[o] for o in offsets])
     best = int(np.argmax(values))
     return offsets[best], float(values[best] - np.median(values))
+
+
+def heldout_r2(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+               ridge: float = 1.0) -> float:  # fmt: skip
+    """R² on held-out rows of a ridge regression y ~ x (with intercept): how much of y is linearly in x.
+    1 is perfect, 0 is no better than the test mean, negative is worse."""
+    xa = np.c_[x_train, np.ones(len(x_train))]
+    w = np.linalg.solve(xa.T @ xa + ridge * np.eye(xa.shape[1]), xa.T @ y_train)
+    pred = np.c_[x_test, np.ones(len(x_test))] @ w
+    var = float(np.var(y_test))
+    return float(1 - np.mean((pred - y_test) ** 2) / var) if var > 0 else float("nan")

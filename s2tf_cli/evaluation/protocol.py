@@ -220,6 +220,30 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
             "mouth-loudness corr": float(np.nanmean(opened)), "frames_per_s": t_frames / max(t_time, 1e-9)}  # fmt: skip
 
 
+def mouth_probe(s2tf: S2TF, people: list[Person], clips: int = 24) -> dict:
+    """How much of the mouth's motion the visual identity-irrelevant feature carries: a ridge regression
+    from Δf_ir (frame k minus frame 0) to the mouth box's mean pixel change, fitted on half the clips and
+    scored (R²) on the other half. Near 0 means the content loss of Eq. 3 has nothing to align audio with."""
+    from ..images import to_tensor
+
+    talking = [p for p in people if p.frames is not None and len(p.frames) > 10][:clips]
+    if len(talking) < 4:
+        return {}
+    xs, ys = [], []
+    for p in talking:
+        frames = p.frames[:100]
+        with torch.inference_mode():
+            f_ir = s2tf.model.visual_irrelevant(torch.stack([to_tensor(f) for f in frames]).to(s2tf.device))
+        xs.append((f_ir - f_ir[:1]).cpu().numpy())
+        n = frames.shape[1]
+        mouth = frames[:, int(n * 0.62) : int(n * 0.85), int(n * 0.3) : int(n * 0.7)].astype(np.float64)
+        ys.append(np.abs(mouth - mouth[:1]).mean(axis=(1, 2, 3)))
+    half = len(talking) // 2
+    r2 = M.heldout_r2(np.concatenate(xs[:half]), np.concatenate(ys[:half]), np.concatenate(xs[half:]),
+                      np.concatenate(ys[half:]))  # fmt: skip
+    return {"f_ir mouth R2": r2, "f_ir probe clips": len(talking)}
+
+
 def _reconstruct_talk(s2tf: S2TF, first: np.ndarray, voice: np.ndarray, n: int) -> np.ndarray:
     from ..images import to_uint8
 
@@ -297,6 +321,7 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
         expert = SyncNet.load(syncnet)
     if getattr(s2tf, "can_embed_faces", True):  # lip sync needs a face encoder for identity and pose
         row.update(lip_sync_metrics(s2tf, people, sync_clips, seed, expert))
+        row.update(mouth_probe(s2tf, people))
     reals: list[Person] = []
     if real_voices is not None:
         reals = real_people(Path(real_voices), s2tf.cfg.image_size)
