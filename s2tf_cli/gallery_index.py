@@ -10,7 +10,6 @@ re-examined.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,16 +18,9 @@ from pathlib import Path
 import torch
 
 from .cache import cache_root
+from .hub import sha256_file as file_key  # the content key: the same hash weights are checked with
 
 log = logging.getLogger(__name__)
-
-
-def file_key(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class GalleryIndex:
