@@ -44,6 +44,69 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
+def decode_to_wav(path: str | Path, dst: Path, sample_rate: int = 16000, block_s: float = 10.0) -> int:
+    """Decode `path` into a mono float32 WAV at `sample_rate`, a block at a time, so memory stays flat
+    for any length (an hour of audio is 230 MB as float32). Returns the number of samples written."""
+    import soundfile as sf
+
+    p = check_readable(path)
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file")
+    try:
+        src = sf.SoundFile(str(p))
+    except (sf.LibsndfileError, RuntimeError):
+        total = _ffmpeg_to_wav(p, dst, sample_rate)
+    else:
+        total = _soundfile_to_wav(p, src, dst, sample_rate, block_s)
+    if total == 0:
+        raise InputError(f"{p}: no audio samples")
+    return total
+
+
+def _soundfile_to_wav(p: Path, src, dst: Path, sample_rate: int, block_s: float) -> int:
+    import soundfile as sf
+    import soxr
+
+    block = max(int(src.samplerate * block_s), 1)
+    resampler = soxr.ResampleStream(src.samplerate, sample_rate, 1, dtype="float32") if src.samplerate != sample_rate else None
+    total = 0
+    with src, sf.SoundFile(str(dst), "w", sample_rate, 1, subtype="FLOAT", format="WAV") as out:
+        while True:
+            try:
+                data = src.read(block, dtype="float32", always_2d=True)
+            except (RuntimeError, ValueError) as exc:  # truncated data chunks and the like
+                raise InputError(f"{p}: cannot decode audio: {exc}") from None
+            last = len(data) < block
+            mono = np.ascontiguousarray(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1), dtype=np.float32)
+            if not np.all(np.isfinite(mono)):
+                raise InputError(f"{p}: audio holds NaN or infinite samples")
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=last)
+            out.write(mono)
+            total += len(mono)
+            if last:
+                return total
+
+
+def _ffmpeg_to_wav(p: Path, dst: Path, sample_rate: int) -> int:
+    import imageio_ffmpeg
+    import soundfile as sf
+
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(p),
+        "-vn", "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_f32le", "-f", "wav", str(dst),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=3600)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{p}: decoding took too long") from None
+    if proc.returncode != 0 or not dst.exists():
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        reason = lines[-1].split(": ", 1)[-1] if lines else "no audio stream"
+        raise InputError(f"{p}: not a readable audio file ({reason})")
+    return sf.info(str(dst)).frames
+
+
 class _NotForSoundfile(Exception):
     pass
 
@@ -78,27 +141,47 @@ def _read_ffmpeg(p: Path, sample_rate: int) -> tuple[np.ndarray, int]:
     return np.frombuffer(proc.stdout, dtype=np.float32).copy(), sample_rate
 
 
-def normalize_loudness(wave: np.ndarray, target_dbfs: float = -20.0) -> np.ndarray:
-    """Scale so the loud half of 20 ms frames sits at `target_dbfs` RMS: the encoders see the same
-    level whether the recording was quiet or hot. Silence stays silence (never amplified past 40 dB)."""
-    frame = 320
+FRAME = 320  # 20 ms at 16 kHz: the frame of the loudness and speech checks
+
+
+def frame_rms(wave: np.ndarray, frame: int = FRAME) -> np.ndarray:
+    """RMS of each whole `frame`-sample frame (a ragged tail is left out)."""
     n = len(wave) // frame
-    if n == 0:
-        return wave
-    rms = np.sqrt(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
-    loud = np.sort(rms)[n // 2 :]
-    level = float(np.mean(loud))
-    gain = min(10 ** (target_dbfs / 20) / max(level, 1e-9), 100.0)
+    frames = wave[: n * frame].reshape(n, frame)
+    step = 50_000  # frames at a time: no squared copy of an hour of audio
+    return np.concatenate(
+        [np.sqrt(np.mean(np.square(frames[i : i + step]), axis=1) + 1e-12) for i in range(0, n, step)] or [np.zeros(0)]
+    )
+
+
+def loudness_gain(rms: np.ndarray, target_dbfs: float = -20.0) -> float:
+    """The gain that puts the loud half of the frames at `target_dbfs` RMS (at most 40 dB)."""
+    if len(rms) == 0:
+        return 1.0
+    level = float(np.mean(np.sort(rms)[len(rms) // 2 :]))
+    return min(10 ** (target_dbfs / 20) / max(level, 1e-9), 100.0)
+
+
+def apply_gain(wave: np.ndarray, gain: float) -> np.ndarray:
     out = np.multiply(wave, np.float32(gain), dtype=np.float32)  # one copy, even for an hour of audio
     return np.clip(out, -1.0, 1.0, out=out)
 
 
-def has_speech(wave: np.ndarray, sample_rate: int = 16000) -> bool:
-    """Crude voice-activity check: some 20 ms frames well above the quietest ones and above a floor."""
-    frame = sample_rate // 50
-    n = len(wave) // frame
-    if n < 2:
+def normalize_loudness(wave: np.ndarray, target_dbfs: float = -20.0) -> np.ndarray:
+    """Scale so the loud half of 20 ms frames sits at `target_dbfs` RMS: the encoders see the same
+    level whether the recording was quiet or hot. Silence stays silence (never amplified past 40 dB)."""
+    if len(wave) < FRAME:
+        return wave
+    return apply_gain(wave, loudness_gain(frame_rms(wave), target_dbfs))
+
+
+def speech_in(rms: np.ndarray) -> bool:
+    """Crude voice-activity check on 20 ms frame RMS: some frames well above the quietest ones and
+    above a floor (speech peaking near -50 dBFS counts)."""
+    if len(rms) < 2:
         return False
-    rms = np.sqrt(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1))
-    floor = np.percentile(rms, 10)
-    return bool(np.percentile(rms, 90) > max(3 * floor, 10 ** (-70 / 20)))  # speech peaking near -50 dBFS counts
+    return bool(np.percentile(rms, 90) > max(3 * np.percentile(rms, 10), 10 ** (-70 / 20)))
+
+
+def has_speech(wave: np.ndarray, sample_rate: int = 16000) -> bool:
+    return speech_in(frame_rms(wave, sample_rate // 50))

@@ -200,13 +200,12 @@ def talk(
         raise UsageError(f"--fps must be between 0 and 120, not {fps}")
     check_output(output, (".mp4",))
     model = _load(weights, device)
-    import math
-
-    wave = model.load_voice(voice)
-    total = math.ceil(len(wave) / model.cfg.audio.sample_rate * fps - 1e-9)
     with _progress() as bar:
-        task = bar.add_task("rendering frames", total=total)
-        frames = model.talk(wave, output, pose=pose, fps=fps, seed=seed, progress=lambda n: bar.advance(task, n))
+        task = bar.add_task("reading the voice", total=None)
+        frames = model.talk(
+            voice, output, pose=pose, fps=fps, seed=seed, progress=lambda n: bar.advance(task, n),
+            on_frames=lambda n: bar.update(task, total=n, description="rendering frames"),
+        )  # fmt: skip
     typer.echo(str(output))
     log.info("%d frames at %g fps", frames, fps)
 

@@ -25,6 +25,7 @@ from . import images
 from .errors import InputError, NoFaceError, UsageError
 from .faces import find_face
 from .hub import WeightsSource, load_model, resolve
+from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel
 from .outputs import atomic_path, provenance
@@ -148,29 +149,37 @@ class S2TF:
         with torch.inference_mode():
             return self.model.mel(torch.from_numpy(wave).to(self.device))[0]
 
-    def identity_from_mel(self, mel: torch.Tensor) -> torch.Tensor:
+    def identity_from_mel(self, mel: torch.Tensor | MelSource) -> torch.Tensor:
         """f_id^a (id_dim,), unit length: the mean of unit embeddings of overlapping 3.2 s windows."""
         a = self.cfg.audio
-        starts = identity_window_starts(mel.shape[-1], a)
-        total = torch.zeros(self.cfg.id_dim, device=mel.device)
+        src = MemoryMel(mel) if isinstance(mel, torch.Tensor) else mel
+        win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
+        starts = identity_window_starts(src.frames, a)
+        total = torch.zeros(self.cfg.id_dim, device=self.device)
         with torch.inference_mode():  # a few windows at a time: an hour of audio is ~2,000 windows
             for i in range(0, len(starts), IDENTITY_BATCH):
-                chunk = identity_windows(mel, a, starts[i : i + IDENTITY_BATCH])
+                batch = starts[i : i + IDENTITY_BATCH]
+                if src.frames <= win:
+                    chunk = src.span(0, src.frames)[None]
+                else:
+                    span = src.span(batch[0], batch[-1] + win)
+                    chunk = torch.stack([span[:, s - batch[0] : s - batch[0] + win] for s in batch])
                 total += F.normalize(self.model.audio_identity(chunk), dim=-1).sum(0)
         return F.normalize(total, dim=-1)
 
     def voice_identity(self, voice: Voice) -> torch.Tensor:
         return self.identity_from_mel(self._mel(self.load_voice(voice)))
 
-    def content_windows(self, mel: torch.Tensor, fps: float, start: int, stop: int) -> torch.Tensor:
-        """(stop-start, n_mels, window) mel windows centred on video frames [start, stop)."""
+    def content_windows(self, mel: torch.Tensor | MelSource, fps: float, start: int, stop: int) -> torch.Tensor:
+        """(stop-start, n_mels, window) mel windows centred on video frames [start, stop); frames past
+        the audio hear silence."""
         a = self.cfg.audio
+        src = MemoryMel(mel) if isinstance(mel, torch.Tensor) else mel
         half = a.content_window // 2
         mel_rate = a.sample_rate / a.hop_length
-        centres = [int(round((i + 0.5) / fps * mel_rate)) for i in range(start, stop)]
-        right = max(a.content_window, centres[-1] + a.content_window - mel.shape[-1]) if centres else a.content_window
-        padded = F.pad(mel, (half, right), value=math.log(LOG_FLOOR))  # frames past the audio hear silence
-        return torch.stack([padded[:, c : c + a.content_window] for c in centres])
+        centres = [int(round((i + 0.5) / fps * mel_rate)) - half for i in range(start, stop)]
+        span = src.span(centres[0], centres[-1] + a.content_window)
+        return torch.stack([span[:, c - centres[0] : c - centres[0] + a.content_window] for c in centres])
 
     def silence_content(self) -> torch.Tensor:
         """f_s^a of silence: the closed-mouth, neutral content feature."""
@@ -254,36 +263,41 @@ class S2TF:
 
     def talk_frames(
         self,
-        voice: Voice,
+        voice: Voice | DecodedVoice,
         pose: str | Path | np.ndarray | None = None,
         fps: float = 25.0,
         batch_size: int = 16,
         aligned_pose: bool = False,
         seed: int | None = None,
-    ) -> tuple[int, np.ndarray, Iterator[np.ndarray]]:
-        """(frame count, the clip's 16 kHz samples, lazy iterator of frames): ceil(duration * fps) frames."""
+    ) -> tuple[int, Iterator[np.ndarray]]:
+        """(frame count, lazy iterator of frames): ceil(duration * fps) frames. A `DecodedVoice` is
+        read from disk a batch at a time (memory flat in length); a file or array is decoded whole."""
         if not (0 < fps <= 120):
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
-        wave = self.load_voice(voice)
-        mel = self._mel(wave)
-        f_id = self.identity_from_mel(mel)
+        if isinstance(voice, DecodedVoice):
+            src: MelSource = StreamedMel(voice, self.model.mel, self.device)
+            samples = voice.samples
+        else:
+            wave = self.load_voice(voice)
+            src, samples = MemoryMel(self._mel(wave)), len(wave)
+        f_id = self.identity_from_mel(src)
         if seed is not None:
             f_id = self._sample_identity(f_id, seed)
         f_pose = self.pose_feature(pose, aligned_pose) if pose is not None else None
-        n_frames = math.ceil(len(wave) / self.cfg.audio.sample_rate * fps - 1e-9)
+        n_frames = math.ceil(samples / self.cfg.audio.sample_rate * fps - 1e-9)
         noise = self.model.generator.make_noise(seed or 0, self.device)
 
         def frames() -> Iterator[np.ndarray]:
             for start in range(0, n_frames, batch_size):
                 stop = min(start + batch_size, n_frames)
-                windows = self.content_windows(mel, fps, start, stop)
+                windows = self.content_windows(src, fps, start, stop)
                 with torch.inference_mode():
                     f_s = self.model.audio_content(windows)
                     f_ir = f_s + f_pose if f_pose is not None else f_s
                     imgs = self.model.generate(f_id.expand(len(f_s), -1), f_ir, noise)
                 yield from images.to_uint8(imgs)
 
-        return n_frames, wave, frames()
+        return n_frames, frames()
 
     def talk(
         self,
@@ -294,27 +308,32 @@ class S2TF:
         progress: Progress | None = None,
         aligned_pose: bool = False,
         seed: int | None = None,
+        on_frames: Callable[[int], None] | None = None,
     ) -> int:
-        """Write a lip-synced MP4 with the voice muxed in; returns the number of frames."""
-        import soundfile as sf
+        """Write a lip-synced MP4 with the voice muxed in; returns the number of frames. The voice is
+        decoded once to a temporary WAV and streamed from there (any length, flat memory);
+        `on_frames` hears the frame count before rendering starts."""
+        import tempfile
 
         from .video import write_mp4
 
-        n_frames, wave, frames = self.talk_frames(voice, pose, fps, aligned_pose=aligned_pose, seed=seed)
+        if not (0 < fps <= 120):
+            raise UsageError(f"--fps must be between 0 and 120, not {fps}")
+        with tempfile.TemporaryDirectory(prefix="s2tf-") as tmpdir:
+            decoded = DecodedVoice.open(voice, Path(tmpdir), self.cfg.audio)
+            n_frames, frames = self.talk_frames(decoded, pose, fps, aligned_pose=aligned_pose, seed=seed)
+            if on_frames:
+                on_frames(n_frames)
 
-        def counted() -> Iterator[np.ndarray]:
-            for frame in frames:
-                yield frame
-                if progress:
-                    progress(1)
+            def counted() -> Iterator[np.ndarray]:
+                for frame in frames:
+                    yield frame
+                    if progress:
+                        progress(1)
 
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="s2tf-") as tmpdir, atomic_path(output) as tmp:
-            wav = Path(tmpdir) / "voice.wav"  # the decoded voice, so ffmpeg muxes exactly what we heard
-            sf.write(str(wav), wave, self.cfg.audio.sample_rate, subtype="PCM_16")
-            written = write_mp4(tmp, counted(), self.cfg.image_size, fps, wav, provenance(self.weights_label, "talk"))
-        return written
+            with atomic_path(output) as tmp:  # the muxed track is exactly the decoded voice we heard
+                meta = provenance(self.weights_label, "talk")
+                return write_mp4(tmp, counted(), self.cfg.image_size, fps, decoded.path, meta)
 
     def retrieve(
         self,

@@ -59,21 +59,26 @@ class LogMel(nn.Module):
         if wave.dim() == 1:
             wave = wave[None]
         assert wave.dim() == 2, f"expected (B, samples), got {tuple(wave.shape)}"
-        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
         frames = self.num_frames(wave.shape[-1])
         if len(wave) > 1 or frames <= chunk_frames:
             return self._log_mel(wave, center=True)
-        samples = wave.shape[-1]
-        parts = []
-        for start in range(0, frames, chunk_frames):
-            n = min(chunk_frames, frames - start)
-            # samples [lo, hi) of the clip as center=True would pad it (reflected at the clip's ends only)
-            lo, hi = start * hop - half, start * hop + (n - 1) * hop + half
-            left, right = max(-lo, 0), max(hi - samples, 0)
-            seg = torch.cat([wave[:, 1 : 1 + left].flip(-1), wave[:, max(lo, 0) : min(hi, samples)],
-                             wave[:, samples - 1 - right : samples - 1].flip(-1)], dim=-1).float()  # fmt: skip
-            parts.append(self._log_mel(seg, center=False))
+        read = lambda lo, hi: wave[:, lo:hi]  # noqa: E731
+        parts = [self.frames_from(read, wave.shape[-1], s, min(chunk_frames, frames - s)) for s in range(0, frames, chunk_frames)]
         return torch.cat(parts, dim=-1)
+
+    def frames_from(self, read, samples: int, start: int, n: int) -> torch.Tensor:
+        """(B, n_mels, n) frames [start, start + n) of a clip of `samples` samples that `read(lo, hi)`
+        returns piecewise as (B, hi - lo) tensors: what forward gives for the whole clip (center=True,
+        reflected at the clip's ends only), without the whole clip in memory."""
+        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        lo, hi = start * hop - half, start * hop + (n - 1) * hop + half
+        left, right = max(-lo, 0), max(hi - samples, 0)
+        pieces = [read(max(lo, 0), min(hi, samples))]
+        if left:
+            pieces.insert(0, read(1, 1 + left).flip(-1))
+        if right:
+            pieces.append(read(samples - 1 - right, samples - 1).flip(-1))
+        return self._log_mel(torch.cat(pieces, dim=-1).float(), center=False)
 
     def _log_mel(self, wave: torch.Tensor, center: bool) -> torch.Tensor:
         spec = torch.stft(

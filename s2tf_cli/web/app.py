@@ -267,16 +267,15 @@ def create_app(model, limits: ServeLimits | None = None, gallery: list[Path] | N
             inputs.append(pose_path)
 
         def work(job: Job) -> dict:
-            import math
-
-            wave = model.load_voice(path)
-            job.total = math.ceil(len(wave) / model.cfg.audio.sample_rate * 25.0 - 1e-9)
             out = server.result_path(".mp4")
 
             def step(n: int) -> None:
                 job.done += n
 
-            model.talk(wave, out, pose=pose_path, progress=step)
+            def total(n: int) -> None:
+                job.total = n
+
+            model.talk(path, out, pose=pose_path, progress=step, on_frames=total)
             return {"video": f"/results/{out.name}"}
 
         return _job_reply(server.submit("talk", work, inputs))
