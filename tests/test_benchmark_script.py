@@ -37,3 +37,19 @@ def test_talk_figures_and_table(pipeline, voices, tmp_path, tiny_weights):
     assert res["talk RTF generation"] > 0 and res[next(k for k in res if k.startswith("talk peak RSS"))] > 50
     table = bench.to_markdown({"machine": bench.machine(), "weights": "w", "image size": 32, **res})
     assert table.count("\n| talk") == len(res) and "torch threads" in table
+
+
+def test_retrieve_figures_from_a_source_folder(pipeline, voices, tmp_path, tiny_weights, pose_image, monkeypatch):
+    import shutil
+
+    source = tmp_path / "faces" / "nested"
+    source.mkdir(parents=True)
+    for i in range(4):
+        shutil.copy(pose_image, source / f"p{i}.jpg")
+    (source / "notes.txt").write_text("not an image")
+    work = tmp_path / "work"
+    work.mkdir()
+    res = _bench().bench_retrieve(pipeline, ["--weights", str(tiny_weights), "--device", "cpu"], work, voices["low"],
+                                  tmp_path / "faces", 3)  # fmt: skip
+    assert res["gallery files"] == 3 and sorted(p.name for p in (work / "gallery").iterdir()) == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    assert res["retrieve gallery faces/s"] == 3 / res["retrieve first s"] and res["retrieve repeat query warm s"] > 0
