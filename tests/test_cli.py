@@ -148,13 +148,14 @@ def test_retrieve_errors(tiny_weights, voices, tmp_path):
         (lambda p: (sf.write(p, np.ones(1000) * 0.1, 16000), p)[1], 3, "at least 0.5 s"),
     ],
 )
-def test_bad_voice_one_line_no_output(tiny_weights, tmp_path, make, code, pattern):
+@pytest.mark.parametrize("command", ["face", "talk"])
+def test_bad_voice_one_line_no_output(tiny_weights, tmp_path, make, code, pattern, command):
     voice = make(tmp_path / "v.wav")
-    out = tmp_path / "o.png"
-    result = run("face", voice, "-o", out, "-w", tiny_weights)
+    out = tmp_path / ("o.png" if command == "face" else "o.mp4")
+    result = run(command, voice, "-o", out, "-w", tiny_weights)
     one_error_line(result, code, pattern)
     assert str(voice) in result.stderr.replace("\n", "")
-    assert not out.exists()
+    assert not out.exists() and not list(tmp_path.glob(".o.*"))
 
 
 def test_weights_errors(voices, tmp_path, monkeypatch):
