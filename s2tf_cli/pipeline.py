@@ -26,6 +26,7 @@ from .errors import InputError, NoFaceError, UsageError
 from .faces import find_face
 from .hub import WeightsSource, load_model, resolve
 from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
+from .models.inference import fold_batchnorm
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel
 from .outputs import atomic_path, provenance
@@ -103,6 +104,7 @@ class S2TF:
 
     def __init__(self, model: S2TFModel, device: torch.device, source: WeightsSource | None = None):
         self.model = model.to(device).eval()
+        fold_batchnorm(self.model)  # this copy only ever runs inference
         self.device = device
         self.source = source
         self.cfg = model.cfg

@@ -246,3 +246,26 @@ def test_mel_filters_are_cached_and_equal_librosa(tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setenv("S2TF_CACHE", str(tmp_path))
     np.testing.assert_allclose(mel_filters(a), ref, rtol=1e-6)  # a damaged cache entry is recomputed
+
+
+def test_folding_batchnorm_keeps_every_encoder_output():
+    import copy
+
+    from s2tf_cli.models.inference import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = S2TFModel(preset("tiny")).eval()
+    for m in model.modules():  # trained-looking statistics, not the identity transform
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 1.5)
+    before = copy.deepcopy(model)
+    n = fold_batchnorm(model)
+    assert n > 0 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    a = model.cfg.audio
+    mel = torch.randn(3, a.n_mels, 120)
+    img = torch.rand(2, 3, model.cfg.image_size, model.cfg.image_size) * 2 - 1
+    with torch.inference_mode():
+        for name, x in [("audio_identity", mel), ("audio_content", mel[..., : a.content_window]),
+                        ("visual_identity", img), ("visual_irrelevant", img)]:  # fmt: skip
+            torch.testing.assert_close(getattr(model, name)(x), getattr(before, name)(x), atol=1e-4, rtol=1e-4)
+    assert fold_batchnorm(before.train()) == 0, "a training-mode model is left alone"
