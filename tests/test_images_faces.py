@@ -77,3 +77,40 @@ def test_png_provenance_and_grid(tmp_path):
     assert g.shape == (2 * 5 + 1, 3 * 5 + 1, 3)
     data = png_bytes(g, {"s2tf:synthetic": "true"})
     assert Image.open(io.BytesIO(data)).text["s2tf:synthetic"] == "true"
+
+
+def _two_faces(pose_image) -> np.ndarray:
+    """The example face at full size and at 60 %, side by side on one canvas."""
+    base = Image.open(pose_image).convert("RGB")
+    small = base.resize((int(base.width * 0.6), int(base.height * 0.6)))
+    canvas = Image.new("RGB", (base.width + small.width, base.height), (128, 128, 128))
+    canvas.paste(base, (0, 0))
+    canvas.paste(small, (base.width, (base.height - small.height) // 2))
+    return np.asarray(canvas)
+
+
+def test_several_faces_take_the_largest_and_say_so(pose_image, pipeline, caplog):
+    image = _two_faces(pose_image)
+    boxes = detect_faces(image)
+    assert len(boxes) == 2 and boxes[0].area > boxes[1].area and boxes[0].x < image.shape[1] / 2
+    with caplog.at_level("WARNING"):
+        pipeline.pose_feature(image)
+    assert "2 faces found; using the largest" in caplog.text
+
+
+def test_huge_image_is_downscaled_for_detection_boxes_in_its_own_pixels(pose_image):
+    base = load_image(pose_image)
+    box = detect_faces(base)[0]
+    factor = 4000 / max(base.shape[:2])
+    huge = np.asarray(Image.fromarray(base).resize((round(base.shape[1] * factor), round(base.shape[0] * factor))))
+    big = detect_faces(huge)[0]
+    assert abs(big.w / factor - box.w) < 0.15 * box.w and abs(big.x / factor - box.x) < 0.15 * box.w
+
+
+def test_tiny_image_has_no_face_and_says_so(pipeline, tmp_path):
+    Image.new("RGB", (3, 2), (200, 180, 170)).save(tmp_path / "tiny face.png")
+    assert find_face(load_image(tmp_path / "tiny face.png"), 64) == (None, 0)
+    from s2tf_cli.errors import NoFaceError
+
+    with pytest.raises(NoFaceError, match="tiny face.png: no face found"):
+        pipeline.pose_feature(tmp_path / "tiny face.png")
