@@ -27,7 +27,7 @@ REGISTRY: dict[str, RegistryEntry] = {
         name="s2tf-cpu",
         repo_id="s2tf/s2tf-cpu",
         embedded="s2tf-cpu",
-        sha256="a15cb3d4489fafc3dec3c6eaeb2faa1f92298d855277aff12b2ae0a64a8817af",
+        sha256="d8d6c4996a70500b0ed029a435b61f3b5431226a02a0521f33034b9b0cc0d37b",
         description="CPU preset (128 px), trained by this project; the default",
     ),
 }
