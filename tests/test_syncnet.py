@@ -74,3 +74,38 @@ def test_expert_folder_is_checked(tmp_path, prepared_corpus, tiny_weights):
     (tmp_path / "config.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="not a s2tf sync expert"):
         SyncNet.load(tmp_path)
+
+
+def test_mouth_box_is_what_the_expert_sees():
+    """Only the configured box reaches the video stream: a change outside it changes nothing."""
+    cfg = SyncNetConfig()
+    net = SyncNet(cfg).eval()
+    frames = np.zeros((cfg.frames, 128, 128, 3), np.uint8)
+    top, bottom, left, right = cfg.mouth_box
+    frames[:, int(top * 128) : int(bottom * 128), int(left * 128) : int(right * 128)] = 200
+    mouths = net.mouths(frames)
+    assert mouths.shape == (cfg.frames, 3, cfg.mouth_height, 2 * cfg.mouth_height)
+    assert torch.allclose(mouths, torch.full_like(mouths, 200 / 127.5 - 1), atol=1e-4)
+    eyes = frames.copy()
+    eyes[:, 30:50] = 255  # above the box
+    assert torch.equal(net.mouths(eyes), mouths)
+
+
+def test_motion_channels_hold_what_moved():
+    """The motion half of the input is zero for a still window and, when one frame changes, largest there."""
+    net = SyncNet(SyncNetConfig()).eval()
+    k, h = net.cfg.frames, net.cfg.mouth_height
+    still = torch.rand(1, 1, 3, h, 2 * h).expand(1, k, -1, -1, -1).clone()
+    x = net.video_input(still)
+    assert x.shape == (1, 2 * 3 * k, h, 2 * h)
+    assert torch.equal(x[:, : 3 * k], still.flatten(1, 2)) and x[:, 3 * k :].abs().max() < 1e-6
+    moved = still.clone()
+    moved[:, 2] += 0.5
+    motion = net.video_input(moved)[0, 3 * k :].reshape(k, 3, h, 2 * h).abs().mean(dim=(1, 2, 3))
+    assert int(motion.argmax()) == 2 and motion[2] > 3 * motion[0]
+
+
+def test_old_expert_format_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text('{"format": "s2tf-syncnet/1"}')
+    with pytest.raises(ValueError, match="older format .*retrain it"):
+        SyncNet.load(tmp_path)

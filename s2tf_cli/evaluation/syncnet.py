@@ -20,14 +20,16 @@ from torch import nn
 
 from ..config import AudioConfig
 
-FORMAT = "s2tf-syncnet/1"
+FORMAT = "s2tf-syncnet/2"  # /2: mouth box and motion channels (a /1 expert must be retrained)
 
 
 @dataclass
 class SyncNetConfig:
     frames: int = 5  # video frames per window (0.2 s at 25 fps)
     fps: float = 25.0
-    mouth_height: int = 32  # the lower half of the face crop, resized to (height, 2 * height)
+    mouth_height: int = 32  # the mouth box, resized to (height, 2 * height)
+    mouth_box: tuple[float, float, float, float] = (0.55, 0.95, 0.15, 0.85)  # top, bottom, left, right of the crop
+    motion: bool = True  # also feed each frame minus the window's mean: what moves, not who it is
     width: int = 32  # channels of the first conv; doubles per stage
     dim: int = 128  # embedding size
     audio: AudioConfig = dataclasses.field(default_factory=AudioConfig)
@@ -56,19 +58,29 @@ class SyncNet(nn.Module):
 
         self.cfg = cfg
         self.mel = LogMel(cfg.audio)
-        self.video = _stream(3 * cfg.frames, cfg.width, cfg.dim, 4)
+        self.video = _stream(3 * cfg.frames * (2 if cfg.motion else 1), cfg.width, cfg.dim, 4)
         self.audio = _stream(1, cfg.width, cfg.dim, 4)
 
     def mouths(self, frames: np.ndarray) -> torch.Tensor:
-        """(T, H, W, 3) uint8 face crops -> (T, 3, h, 2h) lower halves in [-1, 1]."""
+        """(T, H, W, 3) uint8 face crops -> (T, 3, h, 2h) mouth boxes in [-1, 1]."""
         h = self.cfg.mouth_height
         x = torch.from_numpy(np.ascontiguousarray(frames)).float().permute(0, 3, 1, 2) / 127.5 - 1
-        x = x[:, :, x.shape[2] // 2 :]
+        top, bottom, left, right = self.cfg.mouth_box
+        rows, cols = x.shape[2], x.shape[3]
+        x = x[:, :, int(top * rows) : max(int(bottom * rows), int(top * rows) + 1),
+              int(left * cols) : max(int(right * cols), int(left * cols) + 1)]  # fmt: skip
         return F.interpolate(x, size=(h, 2 * h), mode="bilinear", align_corners=False, antialias=True)
 
     def embed_video(self, mouths: torch.Tensor) -> torch.Tensor:
         """(B, frames, 3, h, w) -> (B, dim), unit length."""
-        return F.normalize(self.video(mouths.flatten(1, 2)), dim=-1)
+        return F.normalize(self.video(self.video_input(mouths)), dim=-1)
+
+    def video_input(self, mouths: torch.Tensor) -> torch.Tensor:
+        """(B, frames, 3, h, w) -> (B, channels, h, w): the frames, then (with `motion`) each frame minus
+        the window's mean frame."""
+        if self.cfg.motion:
+            mouths = torch.cat([mouths, mouths - mouths.mean(1, keepdim=True)], dim=1)
+        return mouths.flatten(1, 2)
 
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, mel_frames) -> (B, dim), unit length."""
@@ -89,9 +101,14 @@ class SyncNet(nn.Module):
 
         folder = Path(folder)
         raw = json.loads((folder / "config.json").read_text())
-        if raw.pop("format", None) != FORMAT:
+        made = raw.pop("format", None)
+        if isinstance(made, str) and made.startswith("s2tf-syncnet/") and made != FORMAT:
+            raise ValueError(f"{folder}: a sync expert of an older format ({made}); retrain it with `s2tf syncnet`")
+        if made != FORMAT:
             raise ValueError(f"{folder}: not a s2tf sync expert (config.json format is not {FORMAT})")
         audio = AudioConfig(**raw.pop("audio"))
+        if "mouth_box" in raw:
+            raw["mouth_box"] = tuple(raw["mouth_box"])
         net = cls(SyncNetConfig(audio=audio, **raw))
         net.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
         return net.eval()
@@ -152,6 +169,7 @@ def train_syncnet(corpus_dir: Path, out: Path, steps: int = 2000, batch: int = 3
     corpus = Corpus(corpus_dir, "train")
     rng = np.random.default_rng(seed)
     k = cfg.frames
+    mels: dict[Path, torch.Tensor] = {}  # each clip's log-mel, computed once (it was most of a step's time)
     log = []
     for step in range(steps):
         vs, pos, neg = [], [], []
@@ -166,7 +184,9 @@ def train_syncnet(corpus_dir: Path, out: Path, steps: int = 2000, batch: int = 3
             if not 0 <= s + shift <= n - k:
                 shift = -shift
             frames = np.stack([shard.frame(i) for i in range(s, s + k)])
-            mel = clip_mel(net, shard.audio)
+            if clip.path not in mels:
+                mels[clip.path] = clip_mel(net, shard.audio)
+            mel = mels[clip.path]
             vs.append(net.mouths(frames))
             pos.append(audio_at(cfg, mel, s))
             neg.append(audio_at(cfg, mel, s + shift))
