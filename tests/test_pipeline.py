@@ -56,6 +56,21 @@ def test_identity_window_averaging(pipeline):
     assert short.shape == f.shape
 
 
+def test_identity_windows_cover_the_clip_without_near_copies(pipeline):
+    from s2tf_cli.pipeline import identity_window_starts
+
+    a = pipeline.cfg.audio
+    win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
+    assert identity_window_starts(win, a) == [0]
+    assert identity_window_starts(win + 7, a) == [0], "7 unheard frames are not worth a window"
+    assert identity_window_starts(2 * win + 7, a) == [0, win // 2, win]
+    assert identity_window_starts(2 * win + win // 3, a) == [0, win // 2, win, win + win // 3]
+    for frames in range(win, 5 * win, 37):
+        starts = identity_window_starts(frames, a)
+        assert frames - (starts[-1] + win) < win // 4 and all(0 <= s <= frames - win for s in starts)
+        assert all(0 < b - a_ <= win // 2 for a_, b in zip(starts, starts[1:])), "windows overlap, no gaps"
+
+
 def test_identity_of_long_audio_is_encoded_in_chunks_with_the_same_result(pipeline):
     from s2tf_cli.pipeline import IDENTITY_BATCH, identity_windows
 
