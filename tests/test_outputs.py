@@ -1,6 +1,7 @@
 """Output files: nothing partial is ever left, folders are made, bad destinations are refused first."""
 
 import stat
+from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
@@ -70,6 +71,26 @@ def test_unwritable_destination_is_refused_before_the_model_loads(voices, tmp_pa
     result = run("face", voices["low"], "-o", tmp_path / "file" / "o.png", "-w", tmp_path / "no-such-weights")
     assert result.exit_code == 2, result.stderr
     assert "cannot create its folder" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_read_only_destination_is_refused_before_the_model_loads(voices, tmp_path, monkeypatch, what):
+    """Permission bits do not bind root (the test runner here), so the kernel's answer is stood in for."""
+    import os
+
+    out = tmp_path / "ro" / "o.png"
+    out.parent.mkdir()
+    out.write_bytes(b"old")
+    denied = out.parent if what == "folder" else out
+    real_access = os.access
+    def access(p, mode, **kw):
+        return False if Path(p) == denied and mode & os.W_OK else real_access(p, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+    result = run("face", voices["low"], "-o", out, "-w", tmp_path / "no-such-weights")
+    assert result.exit_code == 2, result.stderr
+    assert ("folder is not writable" if what == "folder" else "file exists and is not writable") in result.stderr
+    assert out.read_bytes() == b"old" and "Traceback" not in result.stderr
 
 
 def test_failed_talk_replaces_nothing(tiny_weights, tmp_path):
