@@ -109,6 +109,22 @@ def bench_talk(model, weights: list[str], tmp: Path, voice: Path, seconds: float
             f"talk peak RSS MB ({seconds:g} s)": rss}  # fmt: skip
 
 
+def bench_precision(model, voice: Path) -> dict:
+    """Generation frames/s of the same clip in fp32 and bf16 (interleaved, median of three each)."""
+    from s2tf_cli.pipeline import S2TF
+
+    models = {p: S2TF(model.model, model.device, model.source, precision=p) for p in ("fp32", "bf16")}
+    runs: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(3):
+        for name, m in models.items():
+            t = time.perf_counter()
+            n, frames = m.talk_frames(voice)
+            for _ in frames:
+                pass
+            runs[name].append(n / (time.perf_counter() - t))
+    return {f"talk frames/s ({name})": statistics.median(r) for name, r in runs.items()}
+
+
 def bench_retrieve(model, weights: list[str], tmp: Path, voice: Path, source: Path | None, count: int) -> dict:
     """`count` gallery images: the first of `source` (linked, searched recursively), or variants of the
     example pose. The first command indexes them; the repeat finds them in the index (cold and warm)."""
@@ -180,6 +196,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (per-frame networks)")
     ap.add_argument("--gallery", type=Path, default=None,
                     help="take the gallery from this face folder (default: variants of examples/pose.jpg)")
     ap.add_argument("--gallery-size", type=int, default=60, help="gallery images (the first N of --gallery)")
@@ -195,21 +212,24 @@ def main() -> None:
 
     weights = ["--weights", args.weights] if args.weights else []
     weights += ["--device", args.device]
+    per_frame = [*weights, "--precision", args.precision]  # face and talk take it; retrieve has no per-frame nets
     tmp = Path(tempfile.mkdtemp(prefix="s2tf-bench-"))
     os.environ["S2TF_CACHE"] = str(tmp / "cache")  # a fresh gallery index: the first query really indexes
     try:
-        model = S2TF.from_pretrained(args.weights, device=args.device)
+        model = S2TF.from_pretrained(args.weights, device=args.device, precision=args.precision)
         voice10 = make_voice(tmp, 10)
-        res: dict = {"machine": machine(), "weights": model.weights_label, "image size": model.cfg.image_size}
-        res.update(bench_face(model, weights, tmp, EXAMPLES / "voice_a.wav"))
-        res.update(bench_talk(model, weights, tmp, voice10, 10))
+        res: dict = {"machine": machine(), "weights": model.weights_label, "image size": model.cfg.image_size,
+                     "precision": model.info()["precision"]}  # fmt: skip
+        res.update(bench_face(model, per_frame, tmp, EXAMPLES / "voice_a.wav"))
+        res.update(bench_talk(model, per_frame, tmp, voice10, 10))
+        res.update(bench_precision(model, voice10))
         res.update(bench_retrieve(model, weights, tmp, EXAMPLES / "voice_a.wav", args.gallery, args.gallery_size))
         res.update(bench_floor(model))
         res["talk profile (top self CPU)"] = profile_talk(model, voice10)
         for minutes in [1, 10, 60] if args.long else [1]:  # the whole command, streamed from disk
             voice = make_voice(tmp, 60 * minutes)
             fps = ["--fps", str(args.memory_fps)] if minutes > 1 else []
-            wall, rss = timed([*_s2tf(), "talk", str(voice), "-o", str(tmp / "long.mp4"), *fps, *weights])
+            wall, rss = timed([*_s2tf(), "talk", str(voice), "-o", str(tmp / "long.mp4"), *fps, *per_frame])
             res[f"talk peak RSS MB ({minutes} min)"] = rss
             res[f"talk cold wall s ({minutes} min{', %g fps' % args.memory_fps if fps else ''})"] = wall
             voice.unlink()
@@ -225,9 +245,10 @@ def main() -> None:
 
 def to_markdown(res: dict) -> str:
     lines = [f"machine: {', '.join(f'{k} {v}' for k, v in res['machine'].items())}; weights {res['weights']}, "
-             f"{res['image size']} px", "", "| figure | measured | target |", "|---|---|---|"]  # fmt: skip
+             f"{res['image size']} px, precision {res.get('precision', 'fp32')}", "", "| figure | measured | target |",
+             "|---|---|---|"]  # fmt: skip
     for key, value in res.items():
-        if key in ("machine", "weights", "image size"):
+        if key in ("machine", "weights", "image size", "precision"):
             continue
         shown = ", ".join(value) if isinstance(value, list) else f"{value:.3g}" if isinstance(value, float) else value
         lines.append(f"| {key} | {shown} | {TARGETS.get(key, '')} |")

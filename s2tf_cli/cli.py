@@ -42,6 +42,9 @@ WeightsOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="auto (bf16 where the CPU/GPU has it natively), fp32 or bf16.")
+]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Hugging Face cache folder.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Vary the sample; omit for the deterministic estimate.")]
 PoseOpt = Annotated[Optional[Path], typer.Option("--pose", help="Reference face image whose head pose is kept.")]
@@ -96,11 +99,11 @@ def _progress():
     )  # fmt: skip
 
 
-def _load(weights: str | None, device: str, cache_dir: Path | None = None):
+def _load(weights: str | None, device: str, cache_dir: Path | None = None, precision: str = "auto"):
     from .pipeline import S2TF
 
     with err.status("loading model", spinner="dots"):
-        return S2TF.from_pretrained(weights, device=device, cache_dir=cache_dir)
+        return S2TF.from_pretrained(weights, device=device, cache_dir=cache_dir, precision=precision)
 
 
 def _version(value: bool) -> None:
@@ -130,6 +133,7 @@ def face(
     grid: Annotated[bool, typer.Option("--grid", help="Write the samples as one grid image.")] = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """A frontal face (or one in the pose of --pose) estimated from the voice."""
@@ -156,7 +160,7 @@ def face(
     for t in targets:
         check_output(t, (".png",))
 
-    model = _load(weights, device)
+    model = _load(weights, device, precision=precision)
     from . import images
     from .outputs import provenance, write_bytes_atomic
 
@@ -186,6 +190,7 @@ def talk(
     seed: SeedOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """The voice's face talking, lip-synced, as an H.264 MP4 with the voice as its sound track."""
@@ -199,7 +204,7 @@ def talk(
     if not (0 < fps <= 120):
         raise UsageError(f"--fps must be between 0 and 120, not {fps}")
     check_output(output, (".mp4",))
-    model = _load(weights, device)
+    model = _load(weights, device, precision=precision)
     with _progress() as bar:
         task = bar.add_task("reading the voice", total=None)
         frames = model.talk(

@@ -53,3 +53,11 @@ def test_retrieve_figures_from_a_source_folder(pipeline, voices, tmp_path, tiny_
                                   tmp_path / "faces", 3)  # fmt: skip
     assert res["gallery files"] == 3 and sorted(p.name for p in (work / "gallery").iterdir()) == ["00000.jpg", "00001.jpg", "00002.jpg"]
     assert res["retrieve gallery faces/s"] == 3 / res["retrieve first s"] and res["retrieve repeat query warm s"] > 0
+
+
+def test_precision_figures_and_table_row(pipeline, voices):
+    bench = _bench()
+    res = bench.bench_precision(pipeline, voices["low"])
+    assert set(res) == {"talk frames/s (fp32)", "talk frames/s (bf16)"} and min(res.values()) > 0
+    table = bench.to_markdown({"machine": {"cpu": "x"}, "weights": "w", "image size": 32, "precision": "bf16", **res})
+    assert "32 px, precision bf16" in table and table.count("| talk frames/s (") == 2
