@@ -227,6 +227,17 @@ def _gallery_files(folder: Path) -> list[Path]:
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
+def _cached_answer(voice: Path, files: list[Path], weights: str | None, aligned: bool):
+    """(matches, skipped) from the gallery and voice indexes when they hold everything, else None."""
+    from .gallery_index import cached_retrieval
+    from .hub import resolve
+
+    source = resolve(weights)  # checks the weights' sha256, which keys the indexes
+    answer = cached_retrieval(voice, files, source.sha256, aligned) if source.sha256 else None
+    log.info("repeat query: answered from the index" if answer else "query: loading the model")
+    return answer
+
+
 @app.command()
 @handle_errors
 def retrieve(
@@ -255,11 +266,15 @@ def retrieve(
     files = _gallery_files(gallery)
     if not files:
         raise UsageError(f"{gallery}: no image files found")
-    model = _load(weights, device)
-    with _progress() as bar:
-        task = bar.add_task("embedding gallery", total=len(files))
-        matches, skipped = model.retrieve(voice, files, aligned=aligned, cache=cache,
-                                          progress=lambda n: bar.advance(task, n))
+    answer = _cached_answer(voice, files, weights, aligned) if cache and sheet is None else None
+    if answer is not None:  # a repeat query: answered from the indexes, no model loaded
+        matches, skipped = answer
+    else:
+        model = _load(weights, device)
+        with _progress() as bar:
+            task = bar.add_task("embedding gallery", total=len(files))
+            matches, skipped = model.retrieve(voice, files, aligned=aligned, cache=cache, remember_voice=cache,
+                                              progress=lambda n: bar.advance(task, n))  # fmt: skip
     for s in skipped:
         log.warning("skipped %s", s.reason)
     if skipped:

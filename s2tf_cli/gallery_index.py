@@ -6,6 +6,10 @@ is still found; an edited one is embedded again) and live in one safetensors fil
 checksum and crop mode, under $S2TF_CACHE (default: the user cache folder, ~/.cache/s2tf).
 Images without a usable face (or undecodable) are remembered too, with the reason, so they are not
 re-examined.
+
+The CLI also remembers each query voice's identity vector (by content, per weights), so a repeat
+query, the same voice against an indexed gallery, is answered here with numpy alone: no torch import,
+no model load (`cached_retrieval`). This module never imports torch for that reason.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
-import torch
+import numpy as np
 
 from .cache import cache_root
 from .hub import sha256_file as file_key  # the content key: the same hash weights are checked with
@@ -23,12 +29,25 @@ from .hub import sha256_file as file_key  # the content key: the same hash weigh
 log = logging.getLogger(__name__)
 
 
-class GalleryIndex:
-    """Maps image content hash -> identity vector (or the reason it has none)."""
+@dataclass
+class Match:
+    path: Path
+    score: float
+    rank: int
 
-    def __init__(self, weights_sha256: str, aligned: bool, root: Path | None = None):
-        self.path = (root or cache_root()) / "galleries" / f"{weights_sha256[:32]}-{'aligned' if aligned else 'detect'}.safetensors"
-        self.vectors: dict[str, torch.Tensor] = {}
+
+@dataclass
+class Skipped:
+    path: Path
+    reason: str
+
+
+class EmbeddingIndex:
+    """Maps content hash -> float32 vector (or the reason it has none), in one safetensors file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.vectors: dict[str, np.ndarray] = {}
         self.failures: dict[str, str] = {}
         self.changed = False
         self._load()
@@ -39,7 +58,7 @@ class GalleryIndex:
         if not self.path.is_file():
             return
         try:
-            with safe_open(str(self.path), framework="pt") as fh:
+            with safe_open(str(self.path), framework="numpy") as fh:
                 meta = fh.metadata() or {}
                 keys = json.loads(meta.get("keys", "[]"))
                 self.failures = json.loads(meta.get("failures", "{}"))
@@ -47,11 +66,14 @@ class GalleryIndex:
                     matrix = fh.get_tensor("vectors")
                     self.vectors = {k: matrix[i] for i, k in enumerate(keys)}
         except Exception as exc:  # a damaged cache is only a cache: start afresh
-            log.warning("%s: gallery cache unreadable (%s); rebuilding it", self.path, type(exc).__name__)
+            log.warning("%s: cache unreadable (%s); rebuilding it", self.path, type(exc).__name__)
             self.vectors, self.failures = {}, {}
 
-    def add(self, key: str, vector: torch.Tensor) -> None:
-        self.vectors[key] = vector.detach().float().cpu()
+    def add(self, key: str, vector) -> None:
+        """`vector`: a numpy array or a torch tensor (detached and copied to the CPU)."""
+        if hasattr(vector, "detach"):
+            vector = vector.detach().float().cpu().numpy()
+        self.vectors[key] = np.asarray(vector, dtype=np.float32).copy()
         self.changed = True
 
     def fail(self, key: str, reason: str) -> None:
@@ -60,14 +82,63 @@ class GalleryIndex:
 
     def save(self) -> None:
         """Atomically (temp file + rename): concurrent or interrupted runs never leave half a cache."""
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
         if not self.changed:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = sorted(self.vectors)
-        tensors = {"vectors": torch.stack([self.vectors[k] for k in keys]).contiguous()} if keys else {}
+        tensors = {"vectors": np.ascontiguousarray(np.stack([self.vectors[k] for k in keys]))} if keys else {}
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         save_file(tensors, str(tmp), metadata={"keys": json.dumps(keys), "failures": json.dumps(self.failures)})
         os.replace(tmp, self.path)
         self.changed = False
+
+
+class GalleryIndex(EmbeddingIndex):
+    """Gallery faces' f_id^v, per weights checksum and crop mode (detected or given aligned)."""
+
+    def __init__(self, weights_sha256: str, aligned: bool, root: Path | None = None):
+        mode = "aligned" if aligned else "detect"
+        super().__init__((root or cache_root()) / "galleries" / f"{weights_sha256[:32]}-{mode}.safetensors")
+
+
+class VoiceIndex(EmbeddingIndex):
+    """Query voices' f_id^a, per weights checksum (only voices the CLI was asked to rank with)."""
+
+    def __init__(self, weights_sha256: str, root: Path | None = None):
+        super().__init__((root or cache_root()) / "galleries" / f"{weights_sha256[:32]}-voices.safetensors")
+
+
+def rank(paths: Sequence[Path], vectors: Sequence[np.ndarray], query: np.ndarray) -> list[Match]:
+    """Cosine ranking (vectors are unit length), best first, ties by path: the one ranking both the
+    model's path and the cached path use, so both print the same table."""
+    if not len(paths):
+        return []
+    scores = np.stack(vectors).astype(np.float64) @ np.asarray(query, dtype=np.float64)
+    order = sorted(range(len(paths)), key=lambda i: (-scores[i], str(paths[i])))
+    return [Match(Path(paths[i]), float(scores[i]), r + 1) for r, i in enumerate(order)]
+
+
+def cached_retrieval(
+    voice: Path, gallery: Sequence[Path], weights_sha256: str, aligned: bool
+) -> tuple[list[Match], list[Skipped]] | None:
+    """The ranking from the indexes alone, or None when anything (the voice, an image) is not in them."""
+    try:
+        query = VoiceIndex(weights_sha256).vectors.get(file_key(voice))
+        if query is None:
+            return None
+        index = GalleryIndex(weights_sha256, aligned)
+        keys = [file_key(path) for path in gallery]
+    except OSError:  # unreadable: the model's path reports it properly
+        return None
+    kept, vectors, skipped = [], [], []
+    for path, key in zip(gallery, keys):
+        if key in index.vectors:
+            kept.append(path)
+            vectors.append(index.vectors[key])
+        elif key in index.failures:
+            skipped.append(Skipped(path, f"{path}: {index.failures[key]}"))
+        else:
+            return None
+    return rank(kept, vectors, query), skipped

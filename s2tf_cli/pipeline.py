@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -24,6 +23,7 @@ from . import audio as audio_io
 from . import images
 from .errors import InputError, NoFaceError, UsageError
 from .faces import find_face
+from .gallery_index import Match, Skipped  # noqa: F401  (part of the API)
 from .hub import WeightsSource, load_model, resolve
 from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.inference import fold_batchnorm
@@ -115,19 +115,6 @@ def identity_windows(mel: torch.Tensor, a, starts: list[int] | None = None) -> t
         return mel[None]
     starts = identity_window_starts(mel.shape[-1], a) if starts is None else starts
     return torch.stack([mel[:, s : s + win] for s in starts])
-
-@dataclass
-class Match:
-    path: Path
-    score: float
-    rank: int
-
-
-@dataclass
-class Skipped:
-    path: Path
-    reason: str
-
 
 class S2TF:
     """A loaded S2TF model on one device. Deterministic: the same input gives the same output."""
@@ -389,13 +376,21 @@ class S2TF:
         progress: Progress | None = None,
         batch_size: int = 32,
         cache: bool = True,
+        remember_voice: bool = False,
     ) -> tuple[list[Match], list[Skipped]]:
         """Rank `gallery` images by cosine between the voice's f_id^a and each face's f_id^v. With `cache`
-        (and weights with a checksum), each image's f_id^v is kept in a `GalleryIndex` for the next query."""
-        from .gallery_index import GalleryIndex, file_key
+        (and weights with a checksum), each image's f_id^v is kept in a `GalleryIndex` for the next query;
+        with `remember_voice` too, the voice file's f_id^a is kept in a `VoiceIndex`, which lets
+        `gallery_index.cached_retrieval` answer the same query again without the model (the CLI does)."""
+        from .gallery_index import GalleryIndex, VoiceIndex, file_key, rank
 
         f_id = self.voice_identity(voice)
-        index = GalleryIndex(self.source.sha256, aligned) if cache and self.source and self.source.sha256 else None
+        indexed = cache and self.source is not None and bool(self.source.sha256)
+        index = GalleryIndex(self.source.sha256, aligned) if indexed else None
+        if indexed and remember_voice and isinstance(voice, (str, Path)):
+            voices = VoiceIndex(self.source.sha256)
+            voices.add(file_key(Path(voice)), f_id)
+            voices.save()
         kept: list[Path] = []
         vectors: list[torch.Tensor] = []
         skipped: list[Skipped] = []
@@ -420,7 +415,7 @@ class S2TF:
                     key = file_key(path)
                     if key in index.vectors:
                         kept.append(path)
-                        vectors.append(index.vectors[key].to(self.device))
+                        vectors.append(torch.from_numpy(index.vectors[key]).to(self.device))
                         continue
                     if key in index.failures:
                         raise InputError(f"{path}: {index.failures[key]}")
@@ -440,6 +435,4 @@ class S2TF:
         flush()
         if index is not None:
             index.save()
-        scores = (torch.stack(vectors) @ f_id).tolist() if vectors else []
-        order = sorted(range(len(kept)), key=lambda i: (-scores[i], str(kept[i])))
-        return [Match(kept[i], float(scores[i]), r + 1) for r, i in enumerate(order)], skipped
+        return rank(kept, [v.float().cpu().numpy() for v in vectors], f_id.float().cpu().numpy()), skipped

@@ -85,3 +85,71 @@ def test_cli_retrieve_twice_same_table(tiny_weights, voices, gallery):
     assert one.exit_code == 0 and two.exit_code == 0, one.output
     rows = lambda r: json.loads(r.stdout[r.stdout.index("[") :])  # noqa: E731
     assert rows(one) == rows(two) and len(rows(one)) == 3
+
+
+REPEAT = """
+import json, sys
+from s2tf_cli.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
+"""
+
+
+def _cli(tmp_path, *args):
+    """The CLI in a fresh process (same cache): its JSON rows, exit code and whether torch was imported."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "S2TF_CACHE": str(cache_root())}
+    out = subprocess.run([sys.executable, "-c", REPEAT, *map(str, args)], capture_output=True, text=True, env=env)
+    *rows, status = out.stdout.strip().splitlines()
+    status = json.loads(status)
+    return (json.loads("\n".join(rows)) if rows else None), status["code"], status["torch"], out.stderr
+
+
+def test_repeat_cli_query_is_answered_from_the_indexes_without_torch(tiny_weights, voices, my_gallery, tmp_path):
+    folder = my_gallery[0].parent
+    args = ["retrieve", voices["low"], "--gallery", folder, "--json", "-w", tiny_weights]
+    first, code, torch_used, _ = _cli(tmp_path, *args)
+    assert code == 0 and torch_used and len(first) == 3
+    again, code, torch_used, err = _cli(tmp_path, *args)
+    assert code == 0 and not torch_used, "a repeat query must not load the model"
+    assert again == first
+    assert "blank.png" in err and "gallery files skipped" in err  # skipped images still reported
+
+    Image.open(my_gallery[0]).convert("RGB").rotate(5).save(my_gallery[0])  # an edited image: not indexed
+    third, code, torch_used, _ = _cli(tmp_path, *args)
+    assert code == 0 and torch_used and len(third) == 3
+
+    other = tmp_path / "other.wav"  # another voice: not in the voice index, so the model runs
+    shutil.copy(voices["high"], other)
+    _, code, torch_used, _ = _cli(tmp_path, "retrieve", other, "--gallery", folder, "--json", "-w", tiny_weights)
+    assert code == 0 and torch_used
+
+
+def test_voices_are_remembered_only_when_asked(pipeline, voices, my_gallery, tiny_weights):
+    from s2tf_cli.gallery_index import VoiceIndex, cached_retrieval, file_key
+
+    pipeline.retrieve(voices["low"], my_gallery)  # the library's default keeps no voice
+    assert VoiceIndex(pipeline.source.sha256).vectors == {}
+    assert cached_retrieval(voices["low"], my_gallery, pipeline.source.sha256, aligned=False) is None
+    matches, skipped = pipeline.retrieve(voices["low"], my_gallery, remember_voice=True)
+    assert list(VoiceIndex(pipeline.source.sha256).vectors) == [file_key(voices["low"])]
+    cached, cached_skipped = cached_retrieval(voices["low"], my_gallery, pipeline.source.sha256, aligned=False)
+    assert _ranking(cached) == _ranking(matches) and [m.score for m in cached] == [m.score for m in matches]
+    assert [(s.path, s.reason) for s in cached_skipped] == [(s.path, s.reason) for s in skipped]
+    assert cached_retrieval(voices["low"], my_gallery, pipeline.source.sha256, aligned=True) is None
+
+
+def test_cli_no_cache_keeps_no_voice(tiny_weights, voices, gallery):
+    from typer.testing import CliRunner
+
+    from s2tf_cli.cli import app
+
+    result = CliRunner().invoke(app, ["retrieve", str(voices["low"]), "-g", str(gallery), "--no-cache", "-w",
+                                      str(tiny_weights)])  # fmt: skip
+    assert result.exit_code == 0 and not (cache_root() / "galleries").exists()
