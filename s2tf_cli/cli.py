@@ -93,9 +93,10 @@ def handle_errors(fn: Callable) -> Callable:
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    # off when stderr is not a terminal: nothing would be drawn, and rich would still end with a blank line
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True,
+        console=err, transient=True, disable=not err.is_terminal,
     )  # fmt: skip
 
 

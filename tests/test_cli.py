@@ -25,7 +25,7 @@ def run(*args, env=None):
 def one_error_line(result, code, pattern):
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("warning:")]
+    lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("warning:")]  # no blank lines either
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert re.search(pattern, lines[0]), lines[0]
 
