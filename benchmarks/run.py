@@ -175,16 +175,19 @@ def bench_floor(model) -> dict:
             "floor frames/s (matmul rate / FLOPs)": rate / max(flops, 1)}  # fmt: skip
 
 
-def profile_talk(model, voice: Path, top: int = 3) -> list[str]:
+def profile_top(work, top: int = 3) -> list[str]:
+    """The `top` operators by self CPU time while `work()` runs (torch.profiler), as shares of the total."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        _, frames = model.talk_frames(voice)
-        for _ in frames:
-            pass
+        work()
     rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
     total = sum(e.self_cpu_time_total for e in prof.key_averages())
     return [f"{e.key} {100 * e.self_cpu_time_total / total:.0f} %" for e in rows]
+
+
+def profile_talk(model, voice: Path, top: int = 3) -> list[str]:
+    return profile_top(lambda: [None for _ in model.talk_frames(voice)[1]], top)
 
 
 TARGETS = {"talk RTF generation": "<= 0.25", "talk cold command / clip": "<= 0.6 (10 s clip)",
@@ -226,6 +229,7 @@ def main() -> None:
         res.update(bench_retrieve(model, weights, tmp, EXAMPLES / "voice_a.wav", args.gallery, args.gallery_size))
         res.update(bench_floor(model))
         res["talk profile (top self CPU)"] = profile_talk(model, voice10)
+        res["face warm profile (top self CPU)"] = profile_top(lambda: model.face(EXAMPLES / "voice_a.wav"))
         for minutes in [1, 10, 60] if args.long else [1]:  # the whole command, streamed from disk
             voice = make_voice(tmp, 60 * minutes)
             fps = ["--fps", str(args.memory_fps)] if minutes > 1 else []

@@ -61,3 +61,9 @@ def test_precision_figures_and_table_row(pipeline, voices):
     assert set(res) == {"talk frames/s (fp32)", "talk frames/s (bf16)"} and min(res.values()) > 0
     table = bench.to_markdown({"machine": {"cpu": "x"}, "weights": "w", "image size": 32, "precision": "bf16", **res})
     assert "32 px, precision bf16" in table and table.count("| talk frames/s (") == 2
+
+
+def test_profiles_name_operators_with_shares(pipeline, voices):
+    bench = _bench()
+    for rows in (bench.profile_talk(pipeline, voices["low"]), bench.profile_top(lambda: pipeline.face(voices["low"]))):
+        assert len(rows) == 3 and all(r.endswith(" %") and r.split()[0] for r in rows)
