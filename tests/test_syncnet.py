@@ -66,6 +66,7 @@ def test_cli_trains_saves_and_eval_uses_the_expert(prepared_corpus, tiny_weights
     row = next(iter(json.loads((tmp_path / "e.json").read_text()).values()))
     assert len(row["sync offsets"]) == 2 and all(-10 <= o <= 10 for o in row["sync offsets"])
     assert 0 <= row["sync offset 0 %"] <= 100 and row["sync conf"] >= 0
+    assert row["sync offset 0 % real frames"] in (0.0, 50.0, 100.0)  # 2 clips: the expert judged on real frames
 
 
 def test_expert_folder_is_checked(tmp_path, prepared_corpus, tiny_weights):

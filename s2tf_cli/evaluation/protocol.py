@@ -183,7 +183,7 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
         return {}
     rng = np.random.default_rng(seed)
     lmd, control, opened, t_frames, t_time = [], [], [], 0, 0.0
-    sync: dict[str, list] = {"offset": [], "conf": [], "conf shuffled": [], "conf real": []}
+    sync: dict[str, list] = {"offset": [], "conf": [], "conf shuffled": [], "conf real": [], "offset real": []}
     for k, p in enumerate(talking):
         other = talking[(k + 1 + int(rng.integers(0, max(1, len(talking) - 1)))) % len(talking)] if len(talking) > 1 else None
         t0 = time.perf_counter()
@@ -205,13 +205,16 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
             off, conf, _ = offsets_and_confidence(syncnet, gen, p.voice)
             sync["offset"].append(off)
             sync["conf"].append(conf)
-            sync["conf real"].append(offsets_and_confidence(syncnet, p.frames, p.voice)[1])
+            real_off, real_conf, _ = offsets_and_confidence(syncnet, p.frames, p.voice)  # the expert's own check
+            sync["offset real"].append(real_off)
+            sync["conf real"].append(real_conf)
             if other is not None and other is not p:
                 sync["conf shuffled"].append(offsets_and_confidence(syncnet, gen, other.voice)[1])
     extra = {}
     if syncnet is not None and sync["offset"]:
         offs = np.array(sync["offset"])
         extra = {"sync offset 0 %": float(100 * np.mean(offs == 0)), "sync |offset|<=1 %": float(100 * np.mean(np.abs(offs) <= 1)),
+                 "sync offset 0 % real frames": float(100 * np.mean(np.array(sync["offset real"]) == 0)),
                  "sync conf": float(np.mean(sync["conf"])), "sync conf real frames": float(np.mean(sync["conf real"])),
                  "sync conf shuffled audio": float(np.mean(sync["conf shuffled"])) if sync["conf shuffled"] else float("nan"),
                  "sync offsets": offs.tolist()}  # fmt: skip
