@@ -164,15 +164,22 @@ def bench_floor(model) -> dict:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net.generate(f_id, f_ir)
     flops = counter.get_total_flops()
-    a = torch.randn(1024, 1024, device=model.device)
-    with torch.inference_mode():
-        a @ a
-        t = time.perf_counter()
-        for _ in range(20):
+    def matmul_rate(dtype) -> float:
+        a = torch.randn(1024, 1024, device=model.device).to(dtype)
+        with torch.inference_mode():
             a @ a
-        rate = 20 * 2 * 1024**3 / (time.perf_counter() - t)
-    return {"generator GFLOP/frame": flops / 1e9, "matmul GFLOP/s": rate / 1e9,
-            "floor frames/s (matmul rate / FLOPs)": rate / max(flops, 1)}  # fmt: skip
+            t = time.perf_counter()
+            for _ in range(20):
+                a @ a
+            return 20 * 2 * 1024**3 / (time.perf_counter() - t)
+
+    rate = matmul_rate(torch.float32)
+    out = {"generator GFLOP/frame": flops / 1e9, "matmul GFLOP/s": rate / 1e9,
+           "floor frames/s (matmul rate / FLOPs)": rate / max(flops, 1)}  # fmt: skip
+    if model.dtype is not None:  # the per-frame networks run in bf16: their floor is the bf16 rate
+        rate = matmul_rate(model.dtype)
+        out |= {"matmul GFLOP/s (bf16)": rate / 1e9, "floor frames/s (bf16)": rate / max(flops, 1)}
+    return out
 
 
 def profile_top(work, top: int = 3) -> list[str]:
