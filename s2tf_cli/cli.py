@@ -93,10 +93,13 @@ def handle_errors(fn: Callable) -> Callable:
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    # off when stderr is not a terminal: nothing would be drawn, and rich would still end with a blank line
+    if not err.is_terminal:  # a log file: rich would draw nothing (and end with a blank line)
+        from .progress import LogProgress
+
+        return LogProgress(err)
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
+        console=err, transient=True,
     )  # fmt: skip
 
 
