@@ -19,7 +19,8 @@ def write_mp4(
     """Encode (H, W, 3) uint8 frames as they arrive (encoding overlaps generation); returns the count."""
     import imageio_ffmpeg
 
-    params = ["-movflags", "+faststart+use_metadata_tags", "-f", "mp4"]
+    # one encoder thread: a 128-px H.264 stream needs little, and torch's threads keep the cores
+    params = ["-threads", "1", "-movflags", "+faststart+use_metadata_tags", "-f", "mp4"]
     for key, value in metadata.items():
         params += ["-metadata", f"{key.replace(':', '_').lower()}={value}"]
     writer = imageio_ffmpeg.write_frames(
