@@ -18,7 +18,7 @@ COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@10", "voice R@1", "voice R@5", "voic
            "AUC N", "AUC A", "AUC GNA", "gender %", "age group %", "KID", "LMD", "LMD shuffled audio",
            "mouth-loudness corr", "f_ir mouth R2", "sync offset 0 %", "sync |offset|<=1 %", "sync conf", "sync conf shuffled audio",
            "sync offset 0 % real frames", "sync conf real frames", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",
-           "faces_per_s", "frames_per_s"]  # fmt: skip
+           "faces_per_s", "frames_per_s", "device"]  # fmt: skip
 
 
 def _fmt(v) -> str:
@@ -80,6 +80,8 @@ def eval_cmd(
                 seed=seed, figures=figures / _slug(model.weights_label) if figures else None, syncnet=syncnet,
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
+        dtype = getattr(model, "dtype", None)  # the speed columns hold for this device and precision
+        rows[model.weights_label]["device"] = f"{model.device.type} {'bf16' if dtype is not None else 'fp32'}"
     table = markdown_table(rows)
     _print_table(rows)
     if json_out:

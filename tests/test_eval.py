@@ -31,6 +31,7 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
     assert 0.0 <= row["AUC rand"] <= 100.0 and row["AUC rand trials"] == 4
     assert row["gender n"] == 4 and 0.0 <= row["gender %"] <= 100.0
     assert "LMD" in row and row["frames_per_s"] > 0 and row["faces_per_s"] > 0
+    assert row["device"] in ("cpu fp32", "cpu bf16")  # the speed columns' device and precision
     # a random tiny model draws no face dlib can landmark: LMD is then missing (NaN), never a fake 0
     assert row["LMD clips"] == 0 and row["LMD"] != row["LMD"]
     assert row["f_ir probe clips"] == 4 and row["f_ir mouth R2"] <= 1.0
