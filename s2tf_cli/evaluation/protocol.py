@@ -173,7 +173,8 @@ def _attribute_metrics(out: dict, attrs: list, people: list[Person]) -> None:
     out["age n"] = len(aged)
 
 
-def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0, syncnet=None) -> dict:
+def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0, syncnet=None,
+                     progress: Progress | None = None) -> dict:  # fmt: skip
     """LMD: mouth landmarks of frames generated with the real first frame's identity and pose plus the
     clip's audio, against the real frames; and the same with another clip's audio (control)."""
     from ..data.animate import landmarks68
@@ -210,6 +211,8 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
             sync["conf real"].append(real_conf)
             if other is not None and other is not p:
                 sync["conf shuffled"].append(offsets_and_confidence(syncnet, gen, other.voice)[1])
+        if progress:  # a clip is the slow unit of the evaluation
+            progress(1)
     extra = {}
     if syncnet is not None and sync["offset"]:
         offs = np.array(sync["offset"])
@@ -323,7 +326,7 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
 
         expert = SyncNet.load(syncnet)
     if getattr(s2tf, "can_embed_faces", True):  # lip sync needs a face encoder for identity and pose
-        row.update(lip_sync_metrics(s2tf, people, sync_clips, seed, expert))
+        row.update(lip_sync_metrics(s2tf, people, sync_clips, seed, expert, progress))
         row.update(mouth_probe(s2tf, people))
     reals: list[Person] = []
     if real_voices is not None:
