@@ -83,3 +83,43 @@ def test_heldout_r2_is_one_for_a_linear_target_and_about_zero_for_noise():
     assert M.heldout_r2(x[:200], y[:200], x[200:], y[200:], ridge=1e-6) > 0.9999
     noise = rng.standard_normal(400)
     assert abs(M.heldout_r2(x[:200], noise[:200], x[200:], noise[200:])) < 0.1
+
+
+def _mouth(gap: float, width: float = 40.0) -> np.ndarray:
+    """68 landmarks with only the mouth placed: corners 48/54 `width` apart, inner lips `gap` apart."""
+    p = np.zeros((68, 2))
+    p[48], p[54] = (0, 0), (width, 0)
+    for top, bottom, x in ((61, 67, 10), (62, 66, 20), (63, 65, 30)):
+        p[top], p[bottom] = (x, -gap / 2), (x, gap / 2)
+    return p
+
+
+def test_mouth_opening_is_gap_over_width_at_any_scale():
+    assert M.mouth_opening(_mouth(0.0)) == 0.0
+    assert M.mouth_opening(_mouth(10.0)) == pytest.approx(0.25)
+    assert M.mouth_opening(_mouth(10.0) * 3) == pytest.approx(0.25)  # a larger face, the same opening
+
+
+def test_frame_loudness_and_correlation():
+    wave = np.concatenate([np.zeros(100), np.full(100, 0.5), np.full(100, -0.25)])
+    np.testing.assert_allclose(M.frame_loudness(wave, 3), [0.0, 0.5, 0.25])
+    x = np.arange(10.0)
+    assert M.correlation(x, 2 * x + 1) == pytest.approx(1.0)
+    assert M.correlation(x, -x) == pytest.approx(-1.0)
+    y = 2 * x
+    y[[1, 3]] = np.nan  # frames without landmarks are left out
+    assert M.correlation(x, y) == pytest.approx(1.0)
+    assert np.isnan(M.correlation(x[:4], x[:4])) and np.isnan(M.correlation(x, np.ones(10)))
+
+
+def test_mouth_plot_draws_both_series_with_gaps():
+    from s2tf_cli.evaluation.figures import mouth_plot
+
+    opening = np.array([0.0, 0.2, np.nan, np.nan, 0.4, 0.1, 0.3])
+    img = mouth_plot(opening, np.linspace(0, 1, 7), width=200, height=80)
+    assert img.shape == (80, 200, 3) and img.dtype == np.uint8
+    red = (img[..., 0] > 180) & (img[..., 2] < 100)
+    blue = (img[..., 2] > 180) & (img[..., 0] < 100)
+    assert red.sum() > 20 and blue.sum() > 20
+    gap = slice(int(200 * 2.3 / 6), int(200 * 2.7 / 6))  # no red line where there are no landmarks
+    assert not red[:, gap].any()

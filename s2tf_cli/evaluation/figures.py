@@ -44,22 +44,26 @@ def retrieval_sheet(s2tf, people, queries: int = 4, top: int = 5) -> np.ndarray:
     return images.grid(rows, columns=1)
 
 
-def mouth_plot(frames: np.ndarray, voice: np.ndarray, width: int = 640, height: int = 200) -> np.ndarray:
-    """Mouth-region change (red) and audio loudness (blue) per frame, each scaled to the plot."""
+def mouth_plot(opening: np.ndarray, loud: np.ndarray, width: int = 640, height: int = 200) -> np.ndarray:
+    """Mouth opening (red; inner-lip gap / mouth width, gaps where no face was found) and audio loudness
+    (blue) per frame, each scaled to the plot."""
     import cv2
 
-    n, s = len(frames), frames.shape[1]
-    mouth = frames[:, int(s * 0.62) : int(s * 0.85), int(s * 0.3) : int(s * 0.7)].astype(np.float64)
-    motion = np.abs(mouth - np.median(mouth, axis=0)).mean(axis=(1, 2, 3))
-    hop = len(voice) / n
-    loud = np.array([np.sqrt(np.mean(voice[int(i * hop) : int((i + 1) * hop)] ** 2)) for i in range(n)])
+    n = len(loud)
     img = np.full((height, width, 3), 255, np.uint8)
-    for series, colour in ((loud, (40, 80, 220)), (motion, (220, 40, 40))):
-        span = series.max() - series.min()
-        y = (series - series.min()) / (span if span > 0 else 1)
-        pts = np.stack([np.linspace(10, width - 10, n), height - 20 - y * (height - 40)], axis=1).astype(np.int32)
-        cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
-    cv2.putText(img, "mouth change (red) vs loudness (blue), per frame", (10, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+    xs = np.linspace(10, width - 10, n)
+    for series, colour in ((np.asarray(loud, float), (40, 80, 220)), (np.asarray(opening, float), (220, 40, 40))):
+        ok = np.isfinite(series)
+        if not ok.any():
+            continue
+        lo, span = series[ok].min(), np.ptp(series[ok])
+        y = height - 20 - (series - lo) / (span if span > 0 else 1) * (height - 40)
+        runs = np.split(np.arange(n), np.flatnonzero(np.diff(ok.astype(int))) + 1)
+        for run in runs:
+            if ok[run[0]]:
+                pts = np.stack([xs[run], y[run]], axis=1).astype(np.int32)
+                cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
+    cv2.putText(img, "mouth opening (red) vs loudness (blue), per frame", (10, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                 (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
     return img
 
@@ -83,7 +87,13 @@ def write_figures(s2tf, folder: Path, people, generated, reals) -> list[Path]:
         save("retrieval.png", retrieval_sheet(s2tf, people))
     clip = next((p for p in people if p.frames is not None and len(p.frames) > 10), None) if shared else None
     if clip is not None:
-        save("mouth_vs_loudness.png", mouth_plot(_reconstruct_talk(s2tf, clip.frames[0], clip.voice, len(clip.frames)), clip.voice))
+        from ..data.animate import landmarks68
+        from . import metrics as M
+        from .protocol import frame_landmarks, mouth_openings
+
+        gen = _reconstruct_talk(s2tf, clip.frames[0], clip.voice, len(clip.frames))
+        opening = mouth_openings(frame_landmarks(gen, landmarks68))
+        save("mouth_vs_loudness.png", mouth_plot(opening, M.frame_loudness(clip.voice, len(gen))))
     if reals:
         save("real_people.png", pairs_grid(reals, [s2tf.face(p.voice)[0] for p in reals], size, count=len(reals)))
     return written

@@ -77,6 +77,32 @@ def landmark_distance(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(truth, np.float64), axis=-1).mean())
 
 
+def mouth_opening(points: np.ndarray) -> float:
+    """Inner-lip gap over mouth width from dlib's 68 landmarks (pairs 61-67, 62-66, 63-65 over corners
+    48-54): 0 for closed lips, ~0.3-0.5 wide open, whatever the face's size in the frame."""
+    p = np.asarray(points, np.float64)
+    gap = np.mean([np.linalg.norm(p[a] - p[b]) for a, b in ((61, 67), (62, 66), (63, 65))])
+    width = np.linalg.norm(p[48] - p[54])
+    return float(gap / width) if width > 0 else float("nan")
+
+
+def frame_loudness(wave: np.ndarray, frames: int) -> np.ndarray:
+    """RMS of the audio under each of `frames` equal spans (one per video frame)."""
+    hop = len(wave) / frames
+    return np.array([np.sqrt(np.mean(np.square(wave[int(i * hop) : max(int((i + 1) * hop), int(i * hop) + 1)],
+                                                dtype=np.float64))) for i in range(frames)])  # fmt: skip
+
+
+def correlation(x: np.ndarray, y: np.ndarray, minimum: int = 5) -> float:
+    """Pearson correlation over the entries where both are finite; NaN with fewer than `minimum` of
+    them or a constant series."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < minimum or x[ok].std() < 1e-12 or y[ok].std() < 1e-12:
+        return float("nan")
+    return float(np.corrcoef(x[ok], y[ok])[0, 1])
+
+
 def best_offset(confidences: dict[int, float]) -> tuple[int, float]:
     """SyncNet-style: the audio-video offset (frames) with the highest sync score, and the confidence
     (median over offsets minus the best distance, here: best score minus the median score)."""

@@ -183,7 +183,7 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
     if not talking:
         return {}
     rng = np.random.default_rng(seed)
-    lmd, control, opened, t_frames, t_time = [], [], [], 0, 0.0
+    lmd, control, opened, opened_real, t_frames, t_time = [], [], [], [], 0, 0.0
     sync: dict[str, list] = {"offset": [], "conf": [], "conf shuffled": [], "conf real": [], "offset real": []}
     for k, p in enumerate(talking):
         other = talking[(k + 1 + int(rng.integers(0, max(1, len(talking) - 1)))) % len(talking)] if len(talking) > 1 else None
@@ -191,15 +191,18 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
         gen = _reconstruct_talk(s2tf, p.frames[0], p.voice, len(p.frames))
         t_time += time.perf_counter() - t0
         t_frames += len(gen)
-        d = _mouth_distance(gen, p.frames, landmarks68)
+        gen_pts, real_pts = frame_landmarks(gen, landmarks68), frame_landmarks(p.frames, landmarks68)
+        d = _mouth_distance(gen_pts, real_pts)
         if d is not None:
             lmd.append(d)
         if other is not None and other is not p:
             shuffled = _reconstruct_talk(s2tf, p.frames[0], other.voice, len(p.frames))
-            d = _mouth_distance(shuffled, p.frames, landmarks68)
+            d = _mouth_distance(frame_landmarks(shuffled, landmarks68), real_pts)
             if d is not None:
                 control.append(d)
-        opened.append(_open_loud_corr(gen, p.voice))
+        loud = M.frame_loudness(p.voice, len(gen))
+        opened.append(M.correlation(mouth_openings(gen_pts), loud))
+        opened_real.append(M.correlation(mouth_openings(real_pts), M.frame_loudness(p.voice, len(p.frames))))
         if syncnet is not None:
             from .syncnet import offsets_and_confidence
 
@@ -223,7 +226,13 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
                  "sync offsets": offs.tolist()}  # fmt: skip
     return extra | {"LMD": float(np.mean(lmd)) if lmd else float("nan"), "LMD clips": len(lmd),
             "LMD shuffled audio": float(np.mean(control)) if control else float("nan"),
-            "mouth-loudness corr": float(np.nanmean(opened)), "frames_per_s": t_frames / max(t_time, 1e-9)}  # fmt: skip
+            "mouth-loudness corr": _nanmean(opened), "mouth-loudness corr real frames": _nanmean(opened_real),
+            "frames_per_s": t_frames / max(t_time, 1e-9)}  # fmt: skip
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def mouth_probe(s2tf: S2TF, people: list[Person], clips: int = 24) -> dict:
@@ -259,39 +268,41 @@ def _reconstruct_talk(s2tf: S2TF, first: np.ndarray, voice: np.ndarray, n: int) 
     out = []
     for start in range(0, n, 16):
         stop = min(start + 16, n)
-        with torch.inference_mode():
+        with torch.inference_mode(), s2tf._per_frame():  # the precision `talk` runs in
             f_s = s2tf.model.audio_content(s2tf.content_windows(mel, 25.0, start, stop))
-            imgs = s2tf.model.generate(f_id.expand(len(f_s), -1), f_s + f_pose)
+            imgs = s2tf.model.generate(f_id.expand(len(f_s), -1), f_s + f_pose).float()
         out.append(to_uint8(imgs))
     return np.concatenate(out)
 
 
-def _mouth_distance(gen: np.ndarray, real: np.ndarray, landmarks68) -> float | None:
-    ds = []
-    for g, r in zip(gen, real):
-        lg, lr = landmarks68(_up(g)), landmarks68(_up(r))
-        if lg is not None and lr is not None:
-            scale = real.shape[1] / _up(r).shape[1]
-            ds.append(M.landmark_distance(lg[48:68] * scale, lr[48:68] * scale))
+def frame_landmarks(frames: np.ndarray, landmarks68) -> list[np.ndarray | None]:
+    """dlib's 68 points of each frame in the frame's own pixels (found on a 256-px upscale), None where
+    no face is found."""
+    out = []
+    for f in frames:
+        up = _up(f)
+        pts = landmarks68(up)
+        out.append(None if pts is None else pts * (f.shape[1] / up.shape[1]))
+    return out
+
+
+def _mouth_distance(gen: np.ndarray | list, real: np.ndarray | list, landmarks68=None) -> float | None:
+    """LMD over the frames where both have landmarks: frames (with `landmarks68`) or their landmarks."""
+    if landmarks68 is not None:
+        gen, real = frame_landmarks(gen, landmarks68), frame_landmarks(real, landmarks68)
+    ds = [M.landmark_distance(g[48:68], r[48:68]) for g, r in zip(gen, real) if g is not None and r is not None]
     return float(np.mean(ds)) if ds else None
+
+
+def mouth_openings(points: list[np.ndarray | None]) -> np.ndarray:
+    """Per frame inner-lip gap / mouth width (`metrics.mouth_opening`), NaN where no face was found."""
+    return np.array([M.mouth_opening(p) if p is not None else np.nan for p in points])
 
 
 def _up(image: np.ndarray) -> np.ndarray:
     import cv2
 
     return cv2.resize(image, (256, 256), interpolation=cv2.INTER_CUBIC) if image.shape[0] < 256 else image
-
-
-def _open_loud_corr(frames: np.ndarray, voice: np.ndarray) -> float:
-    """Correlation of mouth-region change (against the clip's median frame) with the audio's loudness."""
-    n, s = len(frames), frames.shape[1]
-    mouth = frames[:, int(s * 0.62) : int(s * 0.85), int(s * 0.3) : int(s * 0.7)].astype(np.float64)
-    motion = np.abs(mouth - np.median(mouth, axis=0)).mean(axis=(1, 2, 3))
-    hop = len(voice) / n
-    loud = np.array([np.sqrt(np.mean(voice[int(i * hop) : int((i + 1) * hop)] ** 2) + 1e-12) for i in range(n)])
-    if motion.std() < 1e-9 or loud.std() < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(loud, motion)[0, 1])
 
 
 def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = frozenset()) -> dict:
