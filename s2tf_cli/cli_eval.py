@@ -16,7 +16,7 @@ from .errors import UsageError
 # Columns of the table, in the paper's order, then ours.
 COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@10", "voice R@1", "voice R@5", "voice R@10", "AUC rand", "AUC G",
            "AUC N", "AUC A", "AUC GNA", "gender %", "age group %", "KID", "LMD", "LMD shuffled audio",
-           "mouth-loudness corr", "mouth-loudness corr real frames", "f_ir mouth R2", "sync offset 0 %", "sync |offset|<=1 %", "sync conf", "sync conf shuffled audio",
+           "mouth-loudness corr", "mouth-loudness corr real frames", "f_ir mouth R2", "sync offset 0 %", "sync offset ±1 %", "sync conf", "sync conf shuffled audio",
            "sync offset 0 % real frames", "sync conf real frames", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",
            "faces_per_s", "frames_per_s", "device"]  # fmt: skip
 
@@ -49,8 +49,9 @@ def eval_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
     figures: Annotated[Path | None, typer.Option("--figures", help="Write the pictures into this folder.")] = None,
-    syncnet: Annotated[Path | None, typer.Option("--syncnet", help="Lip-sync expert folder (`s2tf syncnet`) "
-                                                 "for sync offset and confidence.")] = None,
+    syncnet: Annotated[Path | None, typer.Option("--syncnet", help="Lip-sync expert folder (`s2tf syncnet`), "
+                                                 "or `syncnet-cpu` (the embedded one), for sync offset and "
+                                                 "confidence.")] = None,
     update_card: Annotated[bool, typer.Option("--update-card", help="Write the table into the `## Evaluation` "
                                               "section of each local weights folder's model card.")] = False,
     device: Annotated[str, typer.Option("--device")] = "auto",
@@ -63,6 +64,7 @@ def eval_cmd(
     from .baselines.voice2face import load_pipeline
 
     _require_corpus(data)
+    syncnet = _expert_folder(syncnet) if syncnet is not None else None
     if syncnet is not None and not (syncnet / "model.safetensors").is_file():
         raise UsageError(f"{syncnet}: not a sync expert folder (train one with `s2tf syncnet`)")
     if real_voices is not None and not real_voices.is_dir():
@@ -100,6 +102,16 @@ def eval_cmd(
             if card.is_file() and os.access(card, os.W_OK):
                 card.write_text(set_section(card.read_text(), "Evaluation", body))
                 err.print(f"model card updated: {card}")
+
+
+def _expert_folder(path: Path) -> Path:
+    """A path wins; otherwise a sync expert embedded beside the default weights (`syncnet-cpu`)."""
+    if path.exists() or len(path.parts) != 1:
+        return path
+    from importlib import resources
+
+    embedded = Path(str(resources.files("s2tf_cli.weights"))) / path.name
+    return embedded if (embedded / "model.safetensors").is_file() else path
 
 
 def _require_corpus(data: Path) -> None:

@@ -1,6 +1,7 @@
 """The lip-sync expert: its offset protocol on a case with a known answer, training, save/load, CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,18 @@ def test_old_expert_format_is_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "s2tf-syncnet/1"}')
     with pytest.raises(ValueError, match="older format .*retrain it"):
         SyncNet.load(tmp_path)
+
+
+def test_embedded_expert_is_found_by_name_and_loads(prepared_corpus, tmp_path, monkeypatch):
+    from importlib import resources
+
+    from s2tf_cli.cli_eval import _expert_folder
+
+    embedded = Path(str(resources.files("s2tf_cli.weights"))) / "syncnet-cpu"
+    monkeypatch.chdir(tmp_path)  # no folder of that name here: the embedded one
+    assert _expert_folder(Path("syncnet-cpu")) == embedded
+    net = SyncNet.load(embedded)
+    assert not net.training and net.cfg.motion and net.cfg.frames == 5
+    (tmp_path / "syncnet-cpu").mkdir()  # a path always wins
+    assert _expert_folder(Path("syncnet-cpu")) == Path("syncnet-cpu")
+    assert _expert_folder(Path("elsewhere/syncnet-cpu")) == Path("elsewhere/syncnet-cpu")

@@ -219,7 +219,7 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
     extra = {}
     if syncnet is not None and sync["offset"]:
         offs = np.array(sync["offset"])
-        extra = {"sync offset 0 %": float(100 * np.mean(offs == 0)), "sync |offset|<=1 %": float(100 * np.mean(np.abs(offs) <= 1)),
+        extra = {"sync offset 0 %": float(100 * np.mean(offs == 0)), "sync offset ±1 %": float(100 * np.mean(np.abs(offs) <= 1)),
                  "sync offset 0 % real frames": float(100 * np.mean(np.array(sync["offset real"]) == 0)),
                  "sync conf": float(np.mean(sync["conf"])), "sync conf real frames": float(np.mean(sync["conf real"])),
                  "sync conf shuffled audio": float(np.mean(sync["conf shuffled"])) if sync["conf shuffled"] else float("nan"),
