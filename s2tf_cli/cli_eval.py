@@ -108,9 +108,9 @@ def _expert_folder(path: Path) -> Path:
     """A path wins; otherwise a sync expert embedded beside the default weights (`syncnet-cpu`)."""
     if path.exists() or len(path.parts) != 1:
         return path
-    from importlib import resources
+    from .hub import embedded_root
 
-    embedded = Path(str(resources.files("s2tf_cli.weights"))) / path.name
+    embedded = embedded_root() / path.name
     return embedded if (embedded / "model.safetensors").is_file() else path
 
 

@@ -53,13 +53,19 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def embedded_root() -> Path:
+    """Where the embedded weights folders live: the installed `s2tf_cli.weights`, or `weights/` beside
+    the package in a source checkout."""
+    try:
+        return Path(str(resources.files("s2tf_cli.weights")))
+    except ModuleNotFoundError:  # imported from a source checkout
+        return Path(__file__).resolve().parent.parent / "weights"
+
+
 def embedded_folder(entry: RegistryEntry) -> Path | None:
     if entry.embedded is None:
         return None
-    try:
-        folder = Path(str(resources.files("s2tf_cli.weights").joinpath(entry.embedded)))
-    except ModuleNotFoundError:  # imported from a source checkout: weights/ sits beside the package
-        folder = Path(__file__).resolve().parent.parent / "weights" / entry.embedded
+    folder = embedded_root() / entry.embedded
     return folder if (folder / WEIGHTS_FILE).is_file() else None
 
 

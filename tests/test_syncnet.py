@@ -114,11 +114,10 @@ def test_old_expert_format_is_refused(tmp_path):
 
 
 def test_embedded_expert_is_found_by_name_and_loads(prepared_corpus, tmp_path, monkeypatch):
-    from importlib import resources
-
     from s2tf_cli.cli_eval import _expert_folder
+    from s2tf_cli.hub import embedded_root
 
-    embedded = Path(str(resources.files("s2tf_cli.weights"))) / "syncnet-cpu"
+    embedded = embedded_root() / "syncnet-cpu"
     monkeypatch.chdir(tmp_path)  # no folder of that name here: the embedded one
     assert _expert_folder(Path("syncnet-cpu")) == embedded
     net = SyncNet.load(embedded)
