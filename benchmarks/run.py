@@ -229,7 +229,7 @@ def main() -> None:
         model = S2TF.from_pretrained(args.weights, device=args.device, precision=args.precision)
         voice10 = make_voice(tmp, 10)
         res: dict = {"machine": machine(), "weights": model.weights_label, "image size": model.cfg.image_size,
-                     "precision": model.info()["precision"]}  # fmt: skip
+                     "precision": model.precision}  # fmt: skip
         res.update(bench_face(model, per_frame, tmp, EXAMPLES / "voice_a.wav"))
         res.update(bench_talk(model, per_frame, tmp, voice10, 10))
         res.update(bench_precision(model, voice10))

@@ -103,7 +103,8 @@ def _progress():
     )  # fmt: skip
 
 
-def _load(weights: str | None, device: str, cache_dir: Path | None = None, precision: str = "auto"):
+def _load(weights, device: str, cache_dir: Path | None = None, precision: str = "auto"):
+    """`weights`: what --weights said, or an already resolved `WeightsSource`."""
     from .pipeline import S2TF
 
     with err.status("loading model", spinner="dots"):
@@ -231,12 +232,10 @@ def _gallery_files(folder: Path) -> list[Path]:
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _cached_answer(voice: Path, files: list[Path], weights: str | None, aligned: bool):
+def _cached_answer(voice: Path, files: list[Path], source, aligned: bool):
     """(matches, skipped) from the gallery and voice indexes when they hold everything, else None."""
     from .gallery_index import cached_retrieval
-    from .hub import resolve
 
-    source = resolve(weights)  # checks the weights' sha256, which keys the indexes
     answer = cached_retrieval(voice, files, source.sha256, aligned) if source.sha256 else None
     log.info("repeat query: answered from the index" if answer else "query: loading the model")
     return answer
@@ -270,11 +269,14 @@ def retrieve(
     files = _gallery_files(gallery)
     if not files:
         raise UsageError(f"{gallery}: no image files found")
-    answer = _cached_answer(voice, files, weights, aligned) if cache and sheet is None else None
+    from .hub import resolve
+
+    source = resolve(weights)  # checked once: its sha256 keys the indexes, and the model loads from it
+    answer = _cached_answer(voice, files, source, aligned) if cache and sheet is None else None
     if answer is not None:  # a repeat query: answered from the indexes, no model loaded
         matches, skipped = answer
     else:
-        model = _load(weights, device)
+        model = _load(source, device)
         with _progress() as bar:
             task = bar.add_task("embedding gallery", total=len(files))
             matches, skipped = model.retrieve(voice, files, aligned=aligned, cache=cache, remember_voice=cache,

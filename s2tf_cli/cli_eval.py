@@ -82,8 +82,7 @@ def eval_cmd(
                 seed=seed, figures=figures / _slug(model.weights_label) if figures else None, syncnet=syncnet,
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
-        dtype = getattr(model, "dtype", None)  # the speed columns hold for this device and precision
-        rows[model.weights_label]["device"] = f"{model.device.type} {'bf16' if dtype is not None else 'fp32'}"
+        rows[model.weights_label]["device"] = f"{model.device.type} {model.precision}"  # of the speed columns
     table = markdown_table(rows)
     _print_table(rows)
     if json_out:

@@ -69,10 +69,7 @@ class EmbeddingIndex:
             log.warning("%s: cache unreadable (%s); rebuilding it", self.path, type(exc).__name__)
             self.vectors, self.failures = {}, {}
 
-    def add(self, key: str, vector) -> None:
-        """`vector`: a numpy array or a torch tensor (detached and copied to the CPU)."""
-        if hasattr(vector, "detach"):
-            vector = vector.detach().float().cpu().numpy()
+    def add(self, key: str, vector: np.ndarray) -> None:
         self.vectors[key] = np.asarray(vector, dtype=np.float32).copy()
         self.changed = True
 

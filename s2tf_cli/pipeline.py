@@ -129,6 +129,10 @@ class S2TF:
         self.cfg = model.cfg
         self.dtype = select_precision(precision, device)
 
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.dtype is not None else "fp32"
+
     def _per_frame(self):
         """Autocast for the per-frame networks (bf16 where chosen); identity encoders stay in fp32."""
         return torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None)
@@ -136,16 +140,20 @@ class S2TF:
     @classmethod
     def from_pretrained(
         cls,
-        weights: str | Path | None = None,
+        weights: str | Path | WeightsSource | None = None,
         device: str = "auto",
         cache_dir: str | Path | None = None,
         precision: str = "auto",
     ) -> "S2TF":
         """`weights`: a registry name, `org/name[@revision]` on the Hub, or a local folder (a path wins);
-        None means $S2TF_WEIGHTS or the embedded default. `precision`: auto, fp32 or bf16."""
+        None means $S2TF_WEIGHTS or the embedded default; an already resolved `WeightsSource` is used as it
+        is. `precision`: auto, fp32 or bf16."""
         dev = select_device(device)
         select_precision(precision, dev)  # a bad value fails before the weights load
-        source = resolve(str(weights) if weights is not None else None, cache_dir=cache_dir)
+        if isinstance(weights, WeightsSource):
+            source = weights
+        else:
+            source = resolve(str(weights) if weights is not None else None, cache_dir=cache_dir)
         return cls(load_model(source), dev, source, precision)
 
     @property
@@ -168,7 +176,7 @@ class S2TF:
             "identities": cfg.num_identities,
             "parameters": params,
             "device": str(self.device),
-            "precision": "bf16" if self.dtype is not None else "fp32",
+            "precision": self.precision,
         }
 
     # ------------------------------------------------------------------ audio side
@@ -384,7 +392,7 @@ class S2TF:
         `gallery_index.cached_retrieval` answer the same query again without the model (the CLI does)."""
         from .gallery_index import GalleryIndex, VoiceIndex, file_key, rank
 
-        f_id = self.voice_identity(voice)
+        f_id = self.voice_identity(voice).float().cpu().numpy()
         indexed = cache and self.source is not None and bool(self.source.sha256)
         index = GalleryIndex(self.source.sha256, aligned) if indexed else None
         if indexed and remember_voice and isinstance(voice, (str, Path)):
@@ -392,7 +400,7 @@ class S2TF:
             voices.add(file_key(Path(voice)), f_id)
             voices.save()
         kept: list[Path] = []
-        vectors: list[torch.Tensor] = []
+        vectors: list[np.ndarray | None] = []  # unit f_id^v per kept image (None until its batch is encoded)
         skipped: list[Skipped] = []
         pending: list[tuple[int, str | None, np.ndarray]] = []  # (slot in kept, content key, crop)
 
@@ -400,7 +408,7 @@ class S2TF:
             if pending:
                 batch = torch.stack([images.to_tensor(c) for _, _, c in pending]).to(self.device)
                 with torch.inference_mode():
-                    f_v = F.normalize(self.model.visual_identity(batch), dim=-1)
+                    f_v = F.normalize(self.model.visual_identity(batch), dim=-1).float().cpu().numpy()
                 for (slot, key, _), v in zip(pending, f_v):
                     vectors[slot] = v
                     if index is not None and key is not None:
@@ -415,13 +423,13 @@ class S2TF:
                     key = file_key(path)
                     if key in index.vectors:
                         kept.append(path)
-                        vectors.append(torch.from_numpy(index.vectors[key]).to(self.device))
+                        vectors.append(index.vectors[key])
                         continue
                     if key in index.failures:
                         raise InputError(f"{path}: {index.failures[key]}")
                 crop = self._face_crop(path, aligned)
                 kept.append(path)
-                vectors.append(f_id)  # placeholder until the batch is encoded
+                vectors.append(None)
                 pending.append((len(kept) - 1, key, crop))
             except (InputError, UsageError) as exc:
                 skipped.append(Skipped(path, str(exc)))
@@ -435,4 +443,4 @@ class S2TF:
         flush()
         if index is not None:
             index.save()
-        return rank(kept, [v.float().cpu().numpy() for v in vectors], f_id.float().cpu().numpy()), skipped
+        return rank(kept, vectors, f_id), skipped

@@ -67,11 +67,12 @@ def test_held_out_real_people_are_marked(prepared_corpus, face_folders, tmp_path
 
 def test_mouth_landmark_distance_measures_pixels(pose_image):
     from s2tf_cli.data.animate import landmarks68
-    from s2tf_cli.evaluation.protocol import _mouth_distance
+    from s2tf_cli.evaluation.protocol import _mouth_distance, frame_landmarks
     from s2tf_cli.images import load_image, resize
 
     face = resize(load_image(pose_image), 128)
     shifted = np.roll(face, 4, axis=0)  # the whole face 4 px lower
-    frames = np.stack([face, face])
-    assert _mouth_distance(frames, frames, landmarks68) == 0.0
-    assert abs(_mouth_distance(np.stack([shifted, shifted]), frames, landmarks68) - 4.0) < 1.5
+    frames = frame_landmarks(np.stack([face, face]), landmarks68)
+    moved = frame_landmarks(np.stack([shifted, shifted]), landmarks68)
+    assert _mouth_distance(frames, frames) == 0.0
+    assert abs(_mouth_distance(moved, frames) - 4.0) < 1.5

@@ -145,6 +145,7 @@ class Voice2FacePipeline:
     """The baseline behind the same calls `s2tf eval` makes on S2TF; it can only draw faces."""
 
     can_embed_faces = False  # no face encoder: no voice-to-face retrieval, matching or talk
+    precision = "fp32"  # no per-frame networks to run in bf16
 
     def __init__(self, model: Voice2FaceModel, device: torch.device, source: WeightsSource | None = None):
         self.model = model.to(device).eval()

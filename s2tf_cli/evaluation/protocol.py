@@ -200,9 +200,9 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
             d = _mouth_distance(frame_landmarks(shuffled, landmarks68), real_pts)
             if d is not None:
                 control.append(d)
-        loud = M.frame_loudness(p.voice, len(gen))
+        loud = M.frame_loudness(p.voice, len(gen))  # gen has the real clip's frame count
         opened.append(M.correlation(mouth_openings(gen_pts), loud))
-        opened_real.append(M.correlation(mouth_openings(real_pts), M.frame_loudness(p.voice, len(p.frames))))
+        opened_real.append(M.correlation(mouth_openings(real_pts), loud))
         if syncnet is not None:
             from .syncnet import offsets_and_confidence
 
@@ -286,10 +286,8 @@ def frame_landmarks(frames: np.ndarray, landmarks68) -> list[np.ndarray | None]:
     return out
 
 
-def _mouth_distance(gen: np.ndarray | list, real: np.ndarray | list, landmarks68=None) -> float | None:
-    """LMD over the frames where both have landmarks: frames (with `landmarks68`) or their landmarks."""
-    if landmarks68 is not None:
-        gen, real = frame_landmarks(gen, landmarks68), frame_landmarks(real, landmarks68)
+def _mouth_distance(gen: list[np.ndarray | None], real: list[np.ndarray | None]) -> float | None:
+    """LMD over the frames where both have landmarks (`frame_landmarks` of each clip)."""
     ds = [M.landmark_distance(g[48:68], r[48:68]) for g, r in zip(gen, real) if g is not None and r is not None]
     return float(np.mean(ds)) if ds else None
 

@@ -112,7 +112,7 @@ class StyledConv(nn.Module):
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         out = F.conv2d(x, weight, padding=conv.padding)
-        gain = torch.rsqrt(style.float().pow(2) @ weight.pow(2).sum(dim=(2, 3)).t() + 1e-8) * math.sqrt(2)
+        gain = torch.rsqrt(style.pow(2) @ weight.pow(2).sum(dim=(2, 3)).t() + 1e-8) * math.sqrt(2)
         shift = self.bias[None, :, None, None] * math.sqrt(2)
         if noise is not None:
             shift = shift + (self.noise_strength * math.sqrt(2)) * noise
