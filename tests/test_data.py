@@ -123,6 +123,49 @@ def test_synth_is_deterministic(face_folders, tmp_path):
     assert np.abs(outs[0][1].astype(int) - outs[1][1].astype(int)).mean() < 0.5
 
 
+def _open_mouth_photo(pose_image, path):
+    """The example face with its mouth animated wide open, saved as a photo."""
+    from PIL import Image
+
+    image = load_image(pose_image)
+    still = HeadDrift(np.zeros((4, 2)), np.zeros((4, 2)), np.zeros(4))
+    Image.fromarray(FaceAnimator(image, landmarks68(image), 224, still).frame(1.0, 0.0)).save(path)
+    return path
+
+
+def test_synth_uses_photos_whose_mouth_is_closed(pose_image, tmp_path):
+    """Silence keeps the photo's own mouth, so an open-mouthed photo is passed over; a person with
+    no other photo is skipped, counted, and the next candidate takes the place."""
+    from PIL import Image
+
+    from s2tf_cli.data.synth import PARTED_MOUTH, SynthOptions, rest_photos, synth_corpus
+    from s2tf_cli.evaluation.metrics import mouth_opening
+
+    faces = tmp_path / "faces"
+    for name in ("id0001", "id0002", "id0003"):
+        (faces / name).mkdir(parents=True)
+    _open_mouth_photo(pose_image, faces / "id0001" / "000000.jpg")
+    Image.open(pose_image).save(faces / "id0001" / "000001.jpg")
+    _open_mouth_photo(pose_image, faces / "id0002" / "000000.jpg")
+    Image.open(pose_image).save(faces / "id0003" / "000000.jpg")
+    assert mouth_opening(landmarks68(load_image(faces / "id0001" / "000000.jpg"))) > PARTED_MOUTH
+
+    chosen = rest_photos(sorted((faces / "id0001").iterdir()), 2)
+    assert [p.name for p, _, _ in chosen] == ["000001.jpg"]
+    assert rest_photos([faces / "id0002" / "000000.jpg"], 2) == []
+
+    opts = SynthOptions(tmp_path / "raw", identities=2, clips_per_identity=2, seed=1, workers=1, size=64)
+    summary = synth_corpus([faces], [], opts)
+    assert summary["identities"] == 2 and summary["skipped"] == 1 and summary["clips"] == 4
+    made = {c.relative_to(opts.out).parts[:2] for c in find_clips(opts.out)}
+    assert {ident for ident, _ in made} == {"faces-id0001", "faces-id0003"}
+    assert len({v for ident, v in made if ident == "faces-id0001"}) == 1, "both clips from the closed photo"
+    frames, _ = _decode(next(c for c in find_clips(opts.out) if c.parts[-3] == "faces-id0001"))
+    assert mouth_opening(landmarks68(np.array(Image.fromarray(frames[0]).resize((224, 224))))) < PARTED_MOUTH
+    meta = (opts.out / "meta.csv").read_text().splitlines()
+    assert sorted(m.split(",")[0] for m in meta[1:]) == ["faces-id0001", "faces-id0003"]
+
+
 def test_prepare_shards_manifest_and_splits(prepared_corpus, raw_corpus):
     rows = [json.loads(x) for x in (prepared_corpus / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 8

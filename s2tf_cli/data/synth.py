@@ -27,6 +27,11 @@ SAMPLE_RATE = 16000
 FRAME_SIZE = 224
 LEAD_SILENCE = 0.25  # seconds of silence around each synthetic sentence (mouth closed)
 DONE = ".done"
+# Inner-lip gap over mouth width (`metrics.mouth_opening`) of the photo at rest. Silence keeps the photo's
+# own mouth, so a smiling or talking photo would teach "open mouth = silence": photos with closed lips
+# are used first, then slightly parted ones; more open photos are not used.
+CLOSED_MOUTH = 0.06
+PARTED_MOUTH = 0.15
 
 
 @dataclass
@@ -40,13 +45,14 @@ class SynthOptions:
     size: int = FRAME_SIZE
 
 
-def choose_identities(face_dirs: list[Path], real_dirs: list[Path], count: int, seed: int) -> list[Identity]:
-    """All real-voice people, then face identities drawn evenly across the face folders."""
+def choose_identities(face_dirs: list[Path], real_dirs: list[Path], count: int | None, seed: int) -> list[Identity]:
+    """All real-voice people, then face identities drawn evenly across the face folders; the first
+    `count` of them (all with None). The order does not depend on `count`."""
     rng = np.random.default_rng(seed)
     chosen = [ident for d in real_dirs for ident in real_voice_identities(d)]
     pools = [face_identities(d) for d in face_dirs]
     pools = [[p[i] for i in rng.permutation(len(p))] for p in pools if p]
-    want = max(0, count - len(chosen))
+    want = max(0, count - len(chosen)) if count is not None else sum(map(len, pools))
     i = 0
     while want and any(pools):
         pool = pools[i % len(pools)]
@@ -54,13 +60,39 @@ def choose_identities(face_dirs: list[Path], real_dirs: list[Path], count: int, 
             chosen.append(pool.pop())
             want -= 1
         i += 1
-    return chosen[:count]
+    return chosen[:count] if count is not None else chosen
 
 
 def _load_rgb(path: Path) -> np.ndarray:
     from ..images import load_image
 
     return load_image(path)
+
+
+def rest_photos(photos: list[Path], needed: int) -> list[tuple[Path, np.ndarray, np.ndarray]]:
+    """Up to `needed` (photo, image, landmarks) whose mouth is closed at rest, in the given order,
+    topped up with the least open of the slightly parted ones."""
+    from ..evaluation.metrics import mouth_opening
+    from .animate import landmarks68
+
+    closed, parted = [], []
+    for photo in photos:
+        image = _load_rgb(photo)
+        marks = landmarks68(image)
+        if marks is None:
+            log.warning("%s: no face landmarks, photo skipped", photo)
+            continue
+        opening = mouth_opening(marks)
+        if opening <= CLOSED_MOUTH:
+            closed.append((photo, image, marks))
+            if len(closed) == needed:
+                break
+        elif opening <= PARTED_MOUTH:
+            parted.append((opening, len(parted), photo, image, marks))
+        else:
+            log.info("%s: mouth open (%.2f), photo skipped", photo, opening)
+    parted = [(p, i, m) for _, _, p, i, m in sorted(parted, key=lambda t: t[:2])]
+    return (closed + parted)[:needed]
 
 
 def _write_clip(path: Path, frames: list[np.ndarray], wave: np.ndarray, size: int) -> None:
@@ -78,7 +110,7 @@ def _write_clip(path: Path, frames: list[np.ndarray], wave: np.ndarray, size: in
 
 def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
     """Write one identity's clips; returns its meta row (or a row with `skipped`)."""
-    from .animate import FaceAnimator, HeadDrift, landmarks68, openness_from_envelope, openness_from_phonemes
+    from .animate import FaceAnimator, HeadDrift, openness_from_envelope, openness_from_phonemes
     from .sentences import sentence
     from .voices import speak, voice_profile
 
@@ -91,15 +123,12 @@ def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
     photos = [p for p in (ident.photos[i] for i in rng.permutation(len(ident.photos)))]
     profile = None if ident.voices else voice_profile(ident, rng)
     real = [ident.voices[i] for i in rng.permutation(len(ident.voices))] if ident.voices else []
-    written = 0
     n_clips = opts.real_clips_per_identity if ident.voices else opts.clips_per_identity
+    usable = rest_photos(photos, n_clips)
+    if not usable:
+        return {**row, "skipped": "no photo with face landmarks and a closed mouth"}
     for clip in range(n_clips):
-        photo = photos[clip % len(photos)]
-        image = _load_rgb(photo)
-        marks = landmarks68(image)
-        if marks is None:
-            log.warning("%s: no face landmarks, photo skipped", photo)
-            continue
+        photo, image, marks = usable[clip % len(usable)]
         if profile is not None:
             speech, phonemes = speak(sentence(rng), profile, SAMPLE_RATE, seed=int(rng.integers(2**31)))
             pad = np.zeros(int(LEAD_SILENCE * SAMPLE_RATE), np.float32)
@@ -115,9 +144,6 @@ def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
         frames = [animator.frame(float(o), i / FPS) for i, o in enumerate(openness)]
         video = f"v{photos.index(photo):03d}"
         _write_clip(folder / video / f"{clip:05d}.mp4", frames, wave, opts.size)
-        written += 1
-    if written == 0:
-        return {**row, "skipped": "no usable photo"}
     (folder / "voice.json").write_text(json.dumps(profile.to_dict() if profile else {"real": True}) + "\n")
     (folder / DONE).write_text("")
     return row
@@ -130,26 +156,32 @@ def _run_one(args: tuple[int, Identity, SynthOptions]) -> dict:
 def synth_corpus(
     face_dirs: list[Path], real_dirs: list[Path], opts: SynthOptions, progress=None
 ) -> dict[str, int]:
-    """Write the corpus; returns counts. Identities already finished are kept (resumable)."""
-    idents = choose_identities(face_dirs, real_dirs, opts.identities, opts.seed)
-    if not idents:
+    """Write the corpus; returns counts. Identities already finished are kept (resumable); one
+    without a usable photo is skipped, counted, and the next candidate takes its place."""
+    candidates = choose_identities(face_dirs, real_dirs, None, opts.seed)
+    if not candidates:
         raise ValueError("no identities found in the given folders")
     opts.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(i, ident, opts) for i, ident in enumerate(idents)]
-    rows = []
+    rows, kept, start = [], 0, 0
     import multiprocessing as mp
 
     # espeak-ng keeps synthesis state between calls within a process, so every identity is made in a
-    # fresh forked child: its output depends only on (seed, identity), not on scheduling.
+    # fresh forked child: its output depends only on (seed, candidate index), not on scheduling.
     with mp.get_context("fork").Pool(max(1, opts.workers), maxtasksperchild=1) as pool:
-        for row in pool.imap(_run_one, jobs):
-            rows.append(row)
-            if progress:
-                progress(1)
-    kept = [r for r in rows if "skipped" not in r]
+        while kept < opts.identities and start < len(candidates):
+            stop = start + opts.identities - kept  # never more than still wanted: the result is the same
+            jobs = [(i, candidates[i], opts) for i in range(start, min(stop, len(candidates)))]
+            for row in pool.imap(_run_one, jobs):
+                rows.append(row)
+                if "skipped" not in row:
+                    kept += 1
+                    if progress:
+                        progress(1)
+            start = stop
+    made = [r for r in rows if "skipped" not in r]
     with open(opts.out / "meta.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["identity", "gender", "age", "ethnicity", "source", "voice"])
         writer.writeheader()
-        writer.writerows(kept)
-    return {"identities": len(kept), "skipped": len(rows) - len(kept),
+        writer.writerows(made)
+    return {"identities": len(made), "skipped": len(rows) - len(made),
             "clips": sum(1 for _ in opts.out.glob("*/*/*.mp4"))}  # fmt: skip
