@@ -12,7 +12,7 @@ from s2tf_cli.data.animate import (
 )  # fmt: skip
 from s2tf_cli.data.espeak import Espeak, Phoneme
 from s2tf_cli.data.prepare import PrepareOptions, find_clips, prepare_corpus, split_of
-from s2tf_cli.data.sources import face_identities, real_voice_identities
+from s2tf_cli.data.sources import Identity, face_identities, real_voice_identities
 from s2tf_cli.data.voices import speak, voice_profile
 from s2tf_cli.images import load_image
 
@@ -33,6 +33,9 @@ def test_voice_profiles_follow_labels(face_folders):
     female = voice_profile(idents[1], rng)
     assert idents[0].gender == "male" and "+m" in male.variant and "+f" in female.variant
     assert female.pitch > male.pitch
+    unlabelled = Identity("x", [], gender="unknown")
+    assert "+f" in voice_profile(unlabelled, rng, apparent_gender="female").variant
+    assert "+m" in voice_profile(idents[0], rng, apparent_gender="female").variant, "a label wins"
     wave, phonemes = speak("a short test", male)
     assert wave.dtype == np.float32 and np.abs(wave).max() <= 0.51 and phonemes
 
@@ -164,6 +167,9 @@ def test_synth_uses_photos_whose_mouth_is_closed(pose_image, tmp_path):
     assert mouth_opening(landmarks68(np.array(Image.fromarray(frames[0]).resize((224, 224))))) < PARTED_MOUTH
     meta = (opts.out / "meta.csv").read_text().splitlines()
     assert sorted(m.split(",")[0] for m in meta[1:]) == ["faces-id0001", "faces-id0003"]
+    # no gender label: the voice follows the face's apparent gender (a man's, in the example photo)
+    voice = json.loads((opts.out / "faces-id0001" / "voice.json").read_text())
+    assert voice["gender_from"] == "photo" and "+m" in voice["variant"]
 
 
 def test_prepare_shards_manifest_and_splits(prepared_corpus, raw_corpus):

@@ -95,6 +95,18 @@ def rest_photos(photos: list[Path], needed: int) -> list[tuple[Path, np.ndarray,
     return (closed + parted)[:needed]
 
 
+def apparent_gender(image: np.ndarray) -> str | None:
+    """The face's apparent gender by the independent classifier (`s2tf[eval]`), for people without a
+    gender label, so that their synthetic voice still matches their face; None when not installed."""
+    try:
+        from ..evaluation.attributes import AttributeClassifier
+
+        return AttributeClassifier()(image).gender
+    except RuntimeError:
+        log.warning("no gender label and no age/gender classifier (pip install 's2tf[eval]'): a random voice gender")
+        return None
+
+
 def _write_clip(path: Path, frames: list[np.ndarray], wave: np.ndarray, size: int) -> None:
     import soundfile as sf
 
@@ -121,12 +133,18 @@ def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
     if (folder / DONE).is_file():
         return row
     photos = [p for p in (ident.photos[i] for i in rng.permutation(len(ident.photos)))]
-    profile = None if ident.voices else voice_profile(ident, rng)
     real = [ident.voices[i] for i in rng.permutation(len(ident.voices))] if ident.voices else []
     n_clips = opts.real_clips_per_identity if ident.voices else opts.clips_per_identity
     usable = rest_photos(photos, n_clips)
     if not usable:
         return {**row, "skipped": "no photo with face landmarks and a closed mouth"}
+    profile, voice_meta = None, {"real": True}
+    if not ident.voices:
+        labelled = ident.gender in ("male", "female")
+        apparent = None if labelled else apparent_gender(usable[0][1])
+        profile = voice_profile(ident, rng, apparent)
+        source = "label" if labelled else "photo" if apparent else "random"
+        voice_meta = {**profile.to_dict(), "gender_from": source}
     for clip in range(n_clips):
         photo, image, marks = usable[clip % len(usable)]
         if profile is not None:
@@ -144,7 +162,7 @@ def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
         frames = [animator.frame(float(o), i / FPS) for i, o in enumerate(openness)]
         video = f"v{photos.index(photo):03d}"
         _write_clip(folder / video / f"{clip:05d}.mp4", frames, wave, opts.size)
-    (folder / "voice.json").write_text(json.dumps(profile.to_dict() if profile else {"real": True}) + "\n")
+    (folder / "voice.json").write_text(json.dumps(voice_meta) + "\n")
     (folder / DONE).write_text("")
     return row
 

@@ -29,8 +29,11 @@ class VoiceProfile:
         return asdict(self)
 
 
-def voice_profile(identity: Identity, rng: np.random.Generator) -> VoiceProfile:
-    gender = identity.gender if identity.gender in ("male", "female") else rng.choice(["male", "female"])
+def voice_profile(identity: Identity, rng: np.random.Generator, apparent_gender: str | None = None) -> VoiceProfile:
+    """`apparent_gender` (the face's, by a classifier) stands in for a missing gender label."""
+    gender = identity.gender if identity.gender in ("male", "female") else apparent_gender
+    if gender not in ("male", "female"):
+        gender = rng.choice(["male", "female"])
     age = identity.age if identity.age is not None else int(rng.integers(20, 60))
     if gender == "male":
         variant, pitch = str(rng.choice(MALE_VARIANTS)), rng.normal(35, 8)
