@@ -76,3 +76,19 @@ def test_mouth_landmark_distance_measures_pixels(pose_image):
     moved = frame_landmarks(np.stack([shifted, shifted]), landmarks68)
     assert _mouth_distance(frames, frames) == 0.0
     assert abs(_mouth_distance(moved, frames) - 4.0) < 1.5
+
+
+def test_matched_negatives_share_gender_age_group_and_ethnicity():
+    """Negatives match on age group (not the exact age) and never on a missing label."""
+    from s2tf_cli.evaluation.protocol import Person, _matched_negatives
+
+    face, voice = np.zeros((8, 8, 3), np.uint8), np.zeros(16, np.float32)
+    people = [Person("a", voice, face, gender="male", age="31", ethnicity="white"),
+              Person("b", voice, face, gender="male", age="44", ethnicity="white"),
+              Person("c", voice, face, gender="male", age="46", ethnicity="white"),
+              Person("d", voice, face, gender="female", age="", ethnicity="white"),
+              Person("e", voice, face, gender="female", age="", ethnicity="white")]  # fmt: skip
+    rng = np.random.default_rng(0)
+    assert _matched_negatives(people, ("gender", "ethnicity", "age"), rng) == [1, 0, None, None, None]
+    assert _matched_negatives(people, ("age",), rng)[:3] == [1, 0, None]
+    assert _matched_negatives(people, ("gender",), rng)[3:] == [4, 3]

@@ -96,12 +96,21 @@ def real_people(folder: Path, size: int) -> list[Person]:
     return people
 
 
+def _label(person: Person, key: str) -> str | None:
+    """The label negatives are matched on; ages by group (`age_group`), as the paper matches them."""
+    value = getattr(person, key)
+    if value in ("", None, "unknown"):
+        return None
+    return age_group(float(value)) if key == "age" else value
+
+
 def _matched_negatives(people: list[Person], keys: tuple[str, ...], rng: np.random.Generator) -> list[int | None]:
-    """For each person, another person equal on `keys` (gender/age/ethnicity), or None."""
+    """For each person, another person with the same known labels on `keys` (gender, age group,
+    ethnicity), or None."""
+    labels = [tuple(_label(p, k) for k in keys) for p in people]
     out: list[int | None] = []
-    for i, p in enumerate(people):
-        pool = [j for j, q in enumerate(people) if j != i
-                and all(getattr(q, k) == getattr(p, k) and getattr(p, k) not in ("", "unknown") for k in keys)]  # fmt: skip
+    for i, own in enumerate(labels):
+        pool = [j for j, other in enumerate(labels) if j != i and None not in own and other == own]
         out.append(int(rng.choice(pool)) if pool else None)
     return out
 
