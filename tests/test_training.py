@@ -202,6 +202,7 @@ def test_continue_from_exported_weights(prepared_corpus, tmp_path):
     assert all(torch.equal(ema[k], exported[f"generator.{k}"]) for k in ema)
 
     cfg.init = str(first)
+    cfg.imprint_centroids = True  # the path a continuation on a new corpus takes
     cfg.steps.visual, cfg.steps.sync = 0, 0
     cfg.steps.finetune = 2
     train(cfg, tmp_path / "second", cpu=True)
@@ -216,6 +217,39 @@ def test_continue_from_exported_weights(prepared_corpus, tmp_path):
     bad.init = str(first)
     with pytest.raises(ValueError, match="does not match"):
         train(bad, tmp_path / "bad", cpu=True)
+
+
+def test_imprinted_centroids_sit_on_each_identitys_faces(prepared_corpus):
+    """Continuing on other people: W row k points at the mean f_id^v of identity k's first frames
+    (up to 4 clips), keeps its length, and rows without an identity are left alone."""
+    import torch.nn.functional as F
+
+    from s2tf_cli.models.s2tf import S2TFModel
+    from s2tf_cli.training.corpus import Corpus
+    from s2tf_cli.training.trainer import imprint_centroids
+
+    torch.manual_seed(0)
+    model = S2TFModel(preset("tiny"))
+    corpus = Corpus(prepared_corpus, "train")
+    before = model.centroids.weight.detach().clone()
+    assert imprint_centroids(model, corpus) == len(corpus.identities)
+    w = model.centroids.weight.detach()
+    assert torch.allclose(w.norm(dim=-1), before.norm(dim=-1)), "row lengths kept"
+    model.eval()
+    for label in {c.label for c in corpus.clips}:
+        firsts = [corpus.shard(c).frame(0) for c in corpus.clips if c.label == label][:4]
+        with torch.no_grad():
+            f = F.normalize(model.visual_identity(_frames(firsts, model.cfg.image_size)), dim=-1).mean(0)
+        assert F.cosine_similarity(f, w[label], dim=0) > 0.9999
+        assert not torch.allclose(w[label], before[label])
+    unused = [j for j in range(len(w)) if j not in {c.label for c in corpus.clips}]
+    assert all(torch.equal(w[j], before[j]) for j in unused)
+
+
+def _frames(frames, size):
+    from s2tf_cli.training.corpus import _sized, _to_tensor
+
+    return _to_tensor([_sized(f, size) for f in frames])
 
 
 def test_ema_ramp_up_follows_the_run_length():

@@ -41,6 +41,8 @@ class TrainConfig:
     real_voices: str = ""  # optional extra real voice+face folder (RAVDESS layout) for the audio side
     model: ModelConfig = field(default_factory=lambda: preset("cpu"))
     init: str = ""  # weights (folder, registry name or Hub id) to continue from instead of a random start
+    imprint_centroids: bool = False  # with `init`: W rows start at each training identity's mean f_id^v
+    # (for continuing on a corpus whose people differ from the ones the weights were trained on)
     steps: StageSteps = field(default_factory=StageSteps)
     loss: LossWeights = field(default_factory=LossWeights)
     batch_size: int = 16  # per process

@@ -12,14 +12,17 @@ import csv
 import json
 import logging
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
+from ..models.s2tf import S2TFModel
 from . import checkpoint
 from .config import TrainConfig
-from .corpus import BatchSpec, Corpus, draw_batch
+from .corpus import BatchSpec, Corpus, _sized, _to_tensor, draw_batch
 from .stages import STAGES, TrainingModule, stage_at
 
 log = logging.getLogger(__name__)
@@ -139,6 +142,8 @@ def train(
     elif cfg.init:
         init_steps = warm_start(module, ema, cfg.init)
         log.info("continuing from %s (%d steps behind it)", cfg.init, init_steps)
+        if cfg.imprint_centroids:
+            log.info("centroids imprinted for %d training identities", imprint_centroids(model, corpus))
     wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
     ema = {k: v.to(accelerator.device) for k, v in ema.items()}
     a = cfg.model.audio
@@ -233,6 +238,26 @@ def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: st
     for key, value in module.model.generator.state_dict().items():
         ema[key].copy_(value)
     return trained.cfg.trained_steps
+
+
+def imprint_centroids(model: S2TFModel, corpus: Corpus, frames: int = 4) -> int:
+    """Set each training identity's row of W to the mean unit f_id^v of its clips' first frames (weight
+    imprinting): continued weights then start with centroids on this corpus' people, not on the
+    people the rows belonged to before. Returns the rows set."""
+    by_label: dict[int, list] = defaultdict(list)
+    for clip in corpus.clips:
+        by_label[clip.label].append(clip)
+    size = model.cfg.image_size
+    was_training = model.visual_identity.training
+    model.visual_identity.eval()
+    with torch.no_grad():
+        for label, clips in by_label.items():
+            batch = _to_tensor([_sized(corpus.shard(c).frame(0), size) for c in clips[:frames]])
+            f = F.normalize(model.visual_identity(batch.to(model.centroids.weight.device)), dim=-1).mean(0)
+            row = model.centroids.weight[label]
+            row.copy_(F.normalize(f, dim=-1) * row.norm())
+    model.visual_identity.train(was_training)
+    return len(by_label)
 
 
 def _truncate_logs(out: Path, step: int) -> None:
