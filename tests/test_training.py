@@ -172,7 +172,8 @@ def test_two_process_cpu_run(prepared_corpus, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["s2tf-cpu.json", "paper-voxceleb2.json", "s2tf-cpu-continue.json",
-                                  "ablation-no-centroids.json", "ablation-no-contrastive.json"])
+                                  "ablation-no-centroids.json", "ablation-no-contrastive.json",
+                                  "s2tf-cpu-mouth.json", "s2tf-cpu-more-people.json"])
 def test_shipped_recipes_load(name):
     configs = Path(__file__).resolve().parent.parent / "configs"
     cfg = TrainConfig.load(configs / name)
