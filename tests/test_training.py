@@ -226,7 +226,7 @@ def test_imprinted_centroids_sit_on_each_identitys_faces(prepared_corpus):
     import torch.nn.functional as F
 
     from s2tf_cli.models.s2tf import S2TFModel
-    from s2tf_cli.training.corpus import Corpus
+    from s2tf_cli.training.corpus import Corpus, model_input
     from s2tf_cli.training.trainer import imprint_centroids
 
     torch.manual_seed(0)
@@ -240,17 +240,11 @@ def test_imprinted_centroids_sit_on_each_identitys_faces(prepared_corpus):
     for label in {c.label for c in corpus.clips}:
         firsts = [corpus.shard(c).frame(0) for c in corpus.clips if c.label == label][:4]
         with torch.no_grad():
-            f = F.normalize(model.visual_identity(_frames(firsts, model.cfg.image_size)), dim=-1).mean(0)
+            f = F.normalize(model.visual_identity(model_input(firsts, model.cfg.image_size)), dim=-1).mean(0)
         assert F.cosine_similarity(f, w[label], dim=0) > 0.9999
         assert not torch.allclose(w[label], before[label])
     unused = [j for j in range(len(w)) if j not in {c.label for c in corpus.clips}]
     assert all(torch.equal(w[j], before[j]) for j in unused)
-
-
-def _frames(frames, size):
-    from s2tf_cli.training.corpus import _sized, _to_tensor
-
-    return _to_tensor([_sized(f, size) for f in frames])
 
 
 def test_ema_ramp_up_follows_the_run_length():

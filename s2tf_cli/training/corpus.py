@@ -106,6 +106,11 @@ def _sized(image: np.ndarray, size: int) -> np.ndarray:
     return resize(image, size) if size and image.shape[0] != size else image
 
 
+def model_input(frames: list[np.ndarray], size: int) -> torch.Tensor:
+    """Corpus frames (uint8) as the encoders take them: (N, 3, size, size) in [-1, 1]."""
+    return _to_tensor([_sized(f, size) for f in frames])
+
+
 def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
     """Frames and audio for all stages: I_1 (identity frame), I_k, I_k+ (augmented), and around frame k
     the audio: an identity window (augmented), the content window, and off-sync content windows."""

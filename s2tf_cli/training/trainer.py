@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..models.s2tf import S2TFModel
 from . import checkpoint
 from .config import TrainConfig
-from .corpus import BatchSpec, Corpus, _sized, _to_tensor, draw_batch
+from .corpus import BatchSpec, Corpus, draw_batch, model_input
 from .stages import STAGES, TrainingModule, stage_at
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ def imprint_centroids(model: S2TFModel, corpus: Corpus, frames: int = 4) -> int:
     model.visual_identity.eval()
     with torch.no_grad():
         for label, clips in by_label.items():
-            batch = _to_tensor([_sized(corpus.shard(c).frame(0), size) for c in clips[:frames]])
+            batch = model_input([corpus.shard(c).frame(0) for c in clips[:frames]], size)
             f = F.normalize(model.visual_identity(batch.to(model.centroids.weight.device)), dim=-1).mean(0)
             row = model.centroids.weight[label]
             row.copy_(F.normalize(f, dim=-1) * row.norm())
