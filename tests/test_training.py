@@ -220,6 +220,21 @@ def test_continue_from_exported_weights(prepared_corpus, tmp_path):
         train(bad, tmp_path / "bad", cpu=True)
 
 
+def test_visual_batches_skip_the_audio_but_draw_the_same_frames(prepared_corpus):
+    from s2tf_cli.training.corpus import BatchSpec, Corpus, draw_batch
+
+    corpus = Corpus(prepared_corpus, "train")
+    spec = BatchSpec(batch_size=3, identity_window=8000, content_window=16, hop=160, context=320, image_size=32,
+                     content_negatives=2)  # fmt: skip
+    full = draw_batch(corpus, spec, seed=1, step=7)
+    silent = draw_batch(corpus, spec, seed=1, step=7, audio=False)
+    audio_keys = {"id_audio", "content_audio", "neg_audio"}
+    assert audio_keys <= set(full) and not audio_keys & set(silent)
+    assert set(silent) == {"first", "frame", "frame_aug", "clip_first", "label"}
+    assert all(torch.equal(full[k], silent[k]) for k in silent)
+    assert not torch.equal(full["frame"], draw_batch(corpus, spec, seed=1, step=8, audio=False)["frame"])
+
+
 def test_imprinted_centroids_sit_on_each_identitys_faces(prepared_corpus):
     """Continuing on other people: W row k points at the mean f_id^v of identity k's first frames
     (up to 4 clips), keeps its length, and rows without an identity are left alone."""

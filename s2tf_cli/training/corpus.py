@@ -111,10 +111,14 @@ def model_input(frames: list[np.ndarray], size: int) -> torch.Tensor:
     return _to_tensor([_sized(f, size) for f in frames])
 
 
-def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
+def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int = 0,
+               audio: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
     """Frames and audio for all stages: I_1 (identity frame), I_k, I_k+ (augmented), and around frame k
-    the audio: an identity window (augmented), the content window, and off-sync content windows."""
+    the audio: an identity window (augmented), the content window, and off-sync content windows.
+    `audio=False` (the visual stage uses none) leaves the audio out; the frames are the same either way,
+    since the audio draws come from their own random stream."""
     rng = np.random.default_rng([seed, step, rank])
+    rng_audio = np.random.default_rng([seed, step, rank, 1])
     n_ids = len(corpus.identities)
     picks = rng.choice(n_ids, size=spec.batch_size, replace=spec.batch_size > n_ids)
     first, frame_k, frame_k_aug, frame_1_clip, labels = [], [], [], [], []
@@ -133,25 +137,28 @@ def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int 
         frame_k_aug.append(augment.visual(img_k, rng))
         frame_1_clip.append(_sized(shard.frame(0), spec.image_size))
         labels.append(clip.label)
-        audio = shard.audio
-        ident = augment.crop_or_pad(audio, spec.identity_window, rng)
-        id_audio.append(augment.audio(ident, shard.sample_rate, rng) if spec.audio_augment else ident)
+        if not audio:
+            continue
+        wave, r = shard.audio, rng_audio
+        ident = augment.crop_or_pad(wave, spec.identity_window, r)
+        id_audio.append(augment.audio(ident, shard.sample_rate, r) if spec.audio_augment else ident)
         # The same centring as inference (S2TF.content_windows): mel frame round((k + 0.5) / fps * rate).
         centre = int(round((k + 0.5) / shard.fps * shard.sample_rate / spec.hop)) * spec.hop
-        content_audio.append(augment.window(audio, centre - half - spec.context, span))
+        content_audio.append(augment.window(wave, centre - half - spec.context, span))
         for _ in range(spec.content_negatives):
             # off by at least 0.2 s, so the window says something else (same person, same clip)
-            shift = int(rng.integers(5, 15)) * int(shard.sample_rate / shard.fps) * (1 if rng.random() < 0.5 else -1)
-            neg_audio.append(augment.window(audio, centre + shift - half - spec.context, span))
+            shift = int(r.integers(5, 15)) * int(shard.sample_rate / shard.fps) * (1 if r.random() < 0.5 else -1)
+            neg_audio.append(augment.window(wave, centre + shift - half - spec.context, span))
     batch = {
         "first": _to_tensor(first),
         "frame": _to_tensor(frame_k),
         "frame_aug": _to_tensor(frame_k_aug),
         "clip_first": _to_tensor(frame_1_clip),
         "label": torch.tensor(labels, dtype=torch.long),
-        "id_audio": torch.from_numpy(np.stack(id_audio)),
-        "content_audio": torch.from_numpy(np.stack(content_audio)),
     }
+    if audio:
+        batch["id_audio"] = torch.from_numpy(np.stack(id_audio))
+        batch["content_audio"] = torch.from_numpy(np.stack(content_audio))
     if neg_audio:
         batch["neg_audio"] = torch.from_numpy(np.stack(neg_audio))
     return batch

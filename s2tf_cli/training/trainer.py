@@ -172,7 +172,8 @@ def train(
             module.set_stage(stage)
             current = stage
         torch.manual_seed(cfg.seed * 1_000_003 + step * 97 + rank)
-        batch = {k: v.to(accelerator.device) for k, v in draw_batch(corpus, spec, cfg.seed, step, rank).items()}
+        drawn = draw_batch(corpus, spec, cfg.seed, step, rank, audio=stage != "visual")  # stage 1 hears nothing
+        batch = {k: v.to(accelerator.device) for k, v in drawn.items()}
         adversarial = step >= cfg.loss.adv_start
         with accelerator.autocast():
             loss_g, metrics, fake = wrapped(batch, stage, phase, "g", adversarial=adversarial)
