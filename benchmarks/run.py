@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                 # default weights, the quick set (a few minutes on 2 cores)
     python benchmarks/run.py --long          # adds talk memory on 10 and 60 minutes of audio (~35 min)
+    python benchmarks/run.py --train         # adds a training step, fp32 against bf16 autocast (~3 min)
     python benchmarks/run.py --json out.json --markdown out.md --gallery DIR --weights W --device cuda
 
 Each figure is measured here, never asserted: targets are printed beside them. Cold figures start a
@@ -182,6 +183,53 @@ def bench_floor(model) -> dict:
     return out
 
 
+def synthetic_batch(cfg, batch: int, content_negatives: int = 4, seed: int = 0) -> dict:
+    """Random frames and audio in the shapes `draw_batch` gives: timing needs no corpus."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    a, size = cfg.audio, cfg.image_size
+    context = -(-(a.n_fft // 2) // a.hop_length) * a.hop_length
+    span = a.content_window * a.hop_length + 2 * context
+    frames = {k: torch.rand(batch, 3, size, size, generator=g) * 2 - 1 for k in ("first", "frame", "frame_aug",
+                                                                                 "clip_first")}  # fmt: skip
+    return {**frames, "label": torch.arange(batch) % cfg.num_identities,
+            "id_audio": torch.randn(batch, int(a.identity_window_s * a.sample_rate), generator=g) * 0.1,
+            "content_audio": torch.randn(batch, span, generator=g) * 0.1,
+            "neg_audio": torch.randn(batch * content_negatives, span, generator=g) * 0.1}  # fmt: skip
+
+
+def bench_train_step(model_cfg, batch: int = 16, repeats: int = 4) -> dict:
+    """Seconds per generator step (forward + backward) in the visual and finetune stages, fp32 against bf16
+    autocast, alternated so that both see the same machine load."""
+    import torch
+
+    from s2tf_cli.training.config import TrainConfig
+    from s2tf_cli.training.stages import TrainingModule
+
+    torch.manual_seed(0)
+    module = TrainingModule(TrainConfig(model=model_cfg), None)
+    data = synthetic_batch(model_cfg, batch)
+    out: dict = {}
+    for stage, phase in (("visual", ""), ("finetune", "audio-id")):
+        module.set_stage(stage)
+        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        for i in range(repeats + 1):
+            for mode in times:
+                t0 = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+                    loss, _, _ = module(data, stage, phase, "g")
+                loss.backward()
+                module.zero_grad(set_to_none=True)
+                if i:  # the first of each is warm-up
+                    times[mode].append(time.perf_counter() - t0)
+        fp32, bf16 = statistics.median(times["fp32"]), statistics.median(times["bf16"])
+        out[f"train step s, {stage}, batch {batch} (fp32)"] = fp32
+        out[f"train step s, {stage}, batch {batch} (bf16 autocast)"] = bf16
+        out[f"train step bf16 speed-up, {stage}"] = fp32 / bf16
+    return out
+
+
 def profile_top(work, top: int = 3) -> list[str]:
     """The `top` operators by self CPU time while `work()` runs (torch.profiler), as shares of the total."""
     from torch.profiler import ProfilerActivity, profile
@@ -214,6 +262,7 @@ def main() -> None:
     ap.add_argument("--memory-fps", type=float, default=25.0,
                     help="frame rate of the 10 and 60 minute runs (frames are made a batch at a time, so memory "
                          "does not depend on it; a lower rate only shortens the run)")  # fmt: skip
+    ap.add_argument("--train", action="store_true", help="also a training step of the weights' model, fp32 vs bf16")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
@@ -235,6 +284,8 @@ def main() -> None:
         res.update(bench_precision(model, voice10))
         res.update(bench_retrieve(model, weights, tmp, EXAMPLES / "voice_a.wav", args.gallery, args.gallery_size))
         res.update(bench_floor(model))
+        if args.train:
+            res.update(bench_train_step(model.cfg))
         res["talk profile (top self CPU)"] = profile_talk(model, voice10)
         res["face warm profile (top self CPU)"] = profile_top(lambda: model.face(EXAMPLES / "voice_a.wav"))
         for minutes in [1, 10, 60] if args.long else [1]:  # the whole command, streamed from disk

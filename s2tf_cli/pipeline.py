@@ -27,6 +27,7 @@ from .gallery_index import Match, Skipped  # noqa: F401  (part of the API)
 from .hub import WeightsSource, load_model, resolve
 from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.inference import fold_batchnorm
+from .precision import select_precision
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel
 from .outputs import atomic_path, provenance
@@ -53,30 +54,6 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available (use --device cpu or auto)")
     return torch.device(device)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 arithmetic is native here (CUDA with bf16, or a CPU with AVX512-BF16 or AMX). On other
-    CPUs oneDNN emulates it, slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # an older torch without the probes
-        return False
-
-
-def select_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The dtype the per-frame networks (content encoder, generator) run in; None is fp32. "auto" takes
-    bf16 where it is native: 1.4x the frames/s on a 2-core AVX512-BF16 CPU, images within a few levels."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be auto, fp32 or bf16, not {precision!r}")
-    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
-        return torch.bfloat16
-    return None
 
 
 def checked_voice(voice: Voice, a) -> np.ndarray:

@@ -29,6 +29,13 @@ def test_floor_counts_generator_flops_and_matmul_rate(pipeline):
                         floor["matmul GFLOP/s"] / floor["generator GFLOP/frame"], rel_tol=1e-6)  # fmt: skip
 
 
+def test_train_step_figures_on_the_tiny_model(pipeline):
+    res = _bench().bench_train_step(pipeline.cfg, batch=2, repeats=1)
+    for stage in ("visual", "finetune"):
+        fp32, bf16 = res[f"train step s, {stage}, batch 2 (fp32)"], res[f"train step s, {stage}, batch 2 (bf16 autocast)"]
+        assert fp32 > 0 and bf16 > 0 and math.isclose(res[f"train step bf16 speed-up, {stage}"], fp32 / bf16)
+
+
 def test_talk_figures_and_table(pipeline, voices, tmp_path, tiny_weights):
     bench = _bench()
     res = bench.bench_talk(pipeline, ["--weights", str(tiny_weights), "--device", "cpu"], tmp_path, voices["low"],

@@ -8,7 +8,8 @@ import torch
 
 from s2tf_cli.cli import main
 from s2tf_cli.errors import UsageError
-from s2tf_cli.pipeline import S2TF, select_precision
+from s2tf_cli.pipeline import S2TF
+from s2tf_cli.precision import select_precision
 
 
 @pytest.fixture(scope="module")

@@ -235,6 +235,27 @@ def test_visual_batches_skip_the_audio_but_draw_the_same_frames(prepared_corpus)
     assert not torch.equal(full["frame"], draw_batch(corpus, spec, seed=1, step=8, audio=False)["frame"])
 
 
+def test_training_precision_follows_the_recipe(prepared_corpus, tmp_path):
+    from s2tf_cli.config import ConfigError
+    from s2tf_cli.precision import native_bf16
+    from s2tf_cli.training.trainer import mixed_precision
+
+    assert mixed_precision("fp32", use_cpu=True) == "no" and mixed_precision("bf16", use_cpu=True) == "bf16"
+    assert mixed_precision("auto", use_cpu=False) == "bf16"
+    assert mixed_precision("auto", use_cpu=True) == ("bf16" if native_bf16(torch.device("cpu")) else "no")
+    with pytest.raises(ConfigError, match="precision"):
+        mixed_precision("fp16", use_cpu=True)
+    cfg = _config(prepared_corpus)
+    cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 1, 1, 1
+    cfg.precision = "bf16"
+    summary = train(cfg, tmp_path / "run", cpu=True)
+    assert summary["precision"] == "bf16" and summary["device"] == "cpu"
+    assert torch.isfinite(torch.tensor(summary["last"]["loss_g"]))
+    from s2tf_cli.training.card import run_details
+
+    assert "on cpu in bf16" in run_details(tmp_path / "run")
+
+
 def test_imprinted_centroids_sit_on_each_identitys_faces(prepared_corpus):
     """Continuing on other people: W row k points at the mean f_id^v of identity k's first frames
     (up to 4 clips), keeps its length, and rows without an identity are left alone."""

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 
 from ..models.s2tf import S2TFModel
 from . import checkpoint
+from ..config import ConfigError
+from ..precision import native_bf16
 from .config import TrainConfig
 from .corpus import BatchSpec, Corpus, draw_batch, model_input
 from .stages import STAGES, TrainingModule, stage_at
@@ -28,13 +30,22 @@ from .stages import STAGES, TrainingModule, stage_at
 log = logging.getLogger(__name__)
 
 
-def make_accelerator(cpu: bool | None = None):
+def mixed_precision(precision: str, use_cpu: bool) -> str:
+    """Accelerate's mixed_precision for a recipe's `precision`: "bf16" or "no" (fp32)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"train config 'precision' must be auto, fp32 or bf16, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if not use_cpu or native_bf16(torch.device("cpu")) else "no"
+    return "bf16" if precision == "bf16" else "no"
+
+
+def make_accelerator(cpu: bool | None = None, precision: str = "auto"):
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     return Accelerator(
         cpu=use_cpu,
-        mixed_precision="no" if use_cpu else "bf16",
+        mixed_precision=mixed_precision(precision, use_cpu),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
 
@@ -109,7 +120,9 @@ def train(
     progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Run (or resume) training into `out`; stops after `max_steps` total steps if given."""
-    accelerator = make_accelerator(cpu)
+    accelerator = make_accelerator(cpu, cfg.precision)
+    precision = "bf16" if accelerator.mixed_precision == "bf16" else "fp32"
+    log.info("training on %s in %s", accelerator.device, precision)
     rank = accelerator.process_index
     out = Path(out)
     if accelerator.is_main_process:
@@ -215,7 +228,7 @@ def train(
     if board is not None:
         board.close()
     summary = {"steps": stop, "total_steps": total, "stage_seconds": stage_time, "init": cfg.init,
-               "init_steps": init_steps,
+               "init_steps": init_steps, "device": accelerator.device.type, "precision": precision,
                "last": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
     if accelerator.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
