@@ -156,6 +156,7 @@ def test_synth_uses_photos_whose_mouth_is_closed(pose_image, tmp_path):
     chosen = rest_photos(sorted((faces / "id0001").iterdir()), 2)
     assert [p.name for p, _, _ in chosen] == ["000001.jpg"]
     assert rest_photos([faces / "id0002" / "000000.jpg"], 2) == []
+    assert len(rest_photos([faces / "id0002" / "000000.jpg"], 2, most_open=float("inf"))) == 1  # real voices
 
     opts = SynthOptions(tmp_path / "raw", identities=2, clips_per_identity=2, seed=1, workers=1, size=64)
     summary = synth_corpus([faces], [], opts)

@@ -69,9 +69,12 @@ def _load_rgb(path: Path) -> np.ndarray:
     return load_image(path)
 
 
-def rest_photos(photos: list[Path], needed: int) -> list[tuple[Path, np.ndarray, np.ndarray]]:
+Usable = tuple[Path, np.ndarray, np.ndarray]  # photo, its pixels, its 68 landmarks
+
+
+def rest_photos(photos: list[Path], needed: int, most_open: float = PARTED_MOUTH) -> list[Usable]:
     """Up to `needed` (photo, image, landmarks) whose mouth is closed at rest, in the given order,
-    topped up with the least open of the slightly parted ones."""
+    topped up with the least open of those open at most `most_open`."""
     from ..evaluation.metrics import mouth_opening
     from .animate import landmarks68
 
@@ -87,7 +90,7 @@ def rest_photos(photos: list[Path], needed: int) -> list[tuple[Path, np.ndarray,
             closed.append((photo, image, marks))
             if len(closed) == needed:
                 break
-        elif opening <= PARTED_MOUTH:
+        elif opening <= most_open:
             parted.append((opening, len(parted), photo, image, marks))
         else:
             log.info("%s: mouth open (%.2f), photo skipped", photo, opening)
@@ -135,7 +138,8 @@ def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
     photos = [p for p in (ident.photos[i] for i in rng.permutation(len(ident.photos)))]
     real = [ident.voices[i] for i in rng.permutation(len(ident.voices))] if ident.voices else []
     n_clips = opts.real_clips_per_identity if ident.voices else opts.clips_per_identity
-    usable = rest_photos(photos, n_clips)
+    # a real voice is worth keeping even when its only photo shows an open mouth
+    usable = rest_photos(photos, n_clips, PARTED_MOUTH if not ident.voices else float("inf"))
     if not usable:
         return {**row, "skipped": "no photo with face landmarks and a closed mouth"}
     profile, voice_meta = None, {"real": True}
