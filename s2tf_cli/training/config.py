@@ -56,8 +56,8 @@ class TrainConfig:
     ema_decay: float = 0.999  # generator EMA used for export (the longest it averages over)
     ema_rampup: float = 0.05  # EMA half-life at most this fraction of the steps so far (StyleGAN2); 0: off
     audio_augment: bool = True  # noise, reverberation, band-limiting, gain, speed
-    precision: str = "auto"  # "auto": bf16 autocast on GPUs and on CPUs with native bf16 (1.5x the steps/s on
-    # a 2-core AVX512-BF16 CPU), fp32 elsewhere; or "fp32" / "bf16"
+    precision: str = "auto"  # "auto": bf16 autocast on GPUs and on CPUs with native bf16 (1.6-1.75x the steps/s
+    # on a 2-core AVX512-BF16 CPU), fp32 elsewhere; or "fp32" / "bf16"
     seed: int = 0
     log_every: int = 10
     sample_every: int = 250

@@ -19,10 +19,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..models.s2tf import S2TFModel
-from . import checkpoint
 from ..config import ConfigError
+from ..models.s2tf import S2TFModel
 from ..precision import native_bf16
+from . import checkpoint
 from .config import TrainConfig
 from .corpus import BatchSpec, Corpus, draw_batch, model_input
 from .stages import STAGES, TrainingModule, stage_at
