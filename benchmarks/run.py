@@ -183,14 +183,14 @@ def bench_floor(model) -> dict:
     return out
 
 
-def synthetic_batch(cfg, batch: int, content_negatives: int = 4, seed: int = 0) -> dict:
-    """Random frames and audio in the shapes `draw_batch` gives: timing needs no corpus."""
+def synthetic_batch(module, batch: int, content_negatives: int = 4, seed: int = 0) -> dict:
+    """Random frames and audio in the shapes `draw_batch` gives a `TrainingModule`: timing needs no corpus."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
+    cfg = module.cfg.model
     a, size = cfg.audio, cfg.image_size
-    context = -(-(a.n_fft // 2) // a.hop_length) * a.hop_length
-    span = a.content_window * a.hop_length + 2 * context
+    span = a.content_window * a.hop_length + 2 * module.context * a.hop_length
     frames = {k: torch.rand(batch, 3, size, size, generator=g) * 2 - 1 for k in ("first", "frame", "frame_aug",
                                                                                  "clip_first")}  # fmt: skip
     return {**frames, "label": torch.arange(batch) % cfg.num_identities,
@@ -209,7 +209,7 @@ def bench_train_step(model_cfg, batch: int = 16, repeats: int = 4) -> dict:
 
     torch.manual_seed(0)
     module = TrainingModule(TrainConfig(model=model_cfg), None)
-    data = synthetic_batch(model_cfg, batch)
+    data = synthetic_batch(module, batch, module.cfg.content_negatives)
     out: dict = {}
     for stage, phase in (("visual", ""), ("finetune", "audio-id")):
         module.set_stage(stage)

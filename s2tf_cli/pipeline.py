@@ -27,10 +27,10 @@ from .gallery_index import Match, Skipped  # noqa: F401  (part of the API)
 from .hub import WeightsSource, load_model, resolve
 from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.inference import fold_batchnorm
-from .precision import select_precision
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel
 from .outputs import atomic_path, provenance
+from .precision import select_precision
 
 log = logging.getLogger(__name__)
 

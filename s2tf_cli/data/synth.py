@@ -91,23 +91,24 @@ def rest_photos(photos: list[Path], needed: int, most_open: float = PARTED_MOUTH
             if len(closed) == needed:
                 break
         elif opening <= most_open:
-            parted.append((opening, len(parted), photo, image, marks))
+            parted.append((opening, (photo, image, marks)))
         else:
             log.info("%s: mouth open (%.2f), photo skipped", photo, opening)
-    parted = [(p, i, m) for _, _, p, i, m in sorted(parted, key=lambda t: t[:2])]
-    return (closed + parted)[:needed]
+    parted.sort(key=lambda t: t[0])  # stable: equally open photos keep their order
+    return (closed + [usable for _, usable in parted])[:needed]
 
 
 def apparent_gender(image: np.ndarray) -> str | None:
     """The face's apparent gender by the independent classifier (`s2tf[eval]`), for people without a
     gender label, so that their synthetic voice still matches their face; None when not installed."""
-    try:
-        from ..evaluation.attributes import AttributeClassifier
+    from ..evaluation.attributes import AttributeClassifier
 
-        return AttributeClassifier()(image).gender
-    except RuntimeError:
+    try:
+        classifier = AttributeClassifier()
+    except RuntimeError:  # not installed
         log.warning("no gender label and no age/gender classifier (pip install 's2tf[eval]'): a random voice gender")
         return None
+    return classifier(image).gender
 
 
 def _write_clip(path: Path, frames: list[np.ndarray], wave: np.ndarray, size: int) -> None:

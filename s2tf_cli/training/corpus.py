@@ -139,15 +139,16 @@ def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int 
         labels.append(clip.label)
         if not audio:
             continue
-        wave, r = shard.audio, rng_audio
-        ident = augment.crop_or_pad(wave, spec.identity_window, r)
-        id_audio.append(augment.audio(ident, shard.sample_rate, r) if spec.audio_augment else ident)
+        wave = shard.audio
+        ident = augment.crop_or_pad(wave, spec.identity_window, rng_audio)
+        id_audio.append(augment.audio(ident, shard.sample_rate, rng_audio) if spec.audio_augment else ident)
         # The same centring as inference (S2TF.content_windows): mel frame round((k + 0.5) / fps * rate).
         centre = int(round((k + 0.5) / shard.fps * shard.sample_rate / spec.hop)) * spec.hop
         content_audio.append(augment.window(wave, centre - half - spec.context, span))
         for _ in range(spec.content_negatives):
             # off by at least 0.2 s, so the window says something else (same person, same clip)
-            shift = int(r.integers(5, 15)) * int(shard.sample_rate / shard.fps) * (1 if r.random() < 0.5 else -1)
+            frames = int(rng_audio.integers(5, 15))
+            shift = frames * int(shard.sample_rate / shard.fps) * (1 if rng_audio.random() < 0.5 else -1)
             neg_audio.append(augment.window(wave, centre + shift - half - spec.context, span))
     batch = {
         "first": _to_tensor(first),

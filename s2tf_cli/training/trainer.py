@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..config import ConfigError
 from ..models.s2tf import S2TFModel
-from ..precision import native_bf16
+from ..precision import PRECISIONS, native_bf16
 from . import checkpoint
 from .config import TrainConfig
 from .corpus import BatchSpec, Corpus, draw_batch, model_input
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def mixed_precision(precision: str, use_cpu: bool) -> str:
     """Accelerate's mixed_precision for a recipe's `precision`: "bf16" or "no" (fp32)."""
-    if precision not in ("auto", "fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ConfigError(f"train config 'precision' must be auto, fp32 or bf16, not {precision!r}")
     if precision == "auto":
         return "bf16" if not use_cpu or native_bf16(torch.device("cpu")) else "no"
