@@ -80,7 +80,7 @@ def eval_cmd(
             rows[model.weights_label] = evaluate(
                 model, data, split=split, real_voices=real_voices, max_people=max_people, sync_clips=sync_clips,
                 seed=seed, figures=figures / _slug(model.weights_label) if figures else None, syncnet=syncnet,
-                progress=lambda n: bar.advance(task, n),
+                progress=lambda n: bar.advance(task, n), total=lambda n: bar.update(task, total=n),
             )  # fmt: skip
         rows[model.weights_label]["device"] = f"{model.device.type} {model.precision}"  # of the speed columns
     table = markdown_table(rows)

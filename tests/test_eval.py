@@ -92,3 +92,12 @@ def test_matched_negatives_share_gender_age_group_and_ethnicity():
     assert _matched_negatives(people, ("gender", "ethnicity", "age"), rng) == [1, 0, None, None, None]
     assert _matched_negatives(people, ("age",), rng)[:3] == [1, 0, None]
     assert _matched_negatives(people, ("gender",), rng)[3:] == [4, 3]
+
+
+def test_evaluation_announces_how_much_it_will_count(prepared_corpus, pipeline):
+    """The progress bar's total is the faces plus the lip-sync clips, so it ends exactly full."""
+    from s2tf_cli.evaluation.protocol import evaluate
+
+    totals, counted = [], []
+    evaluate(pipeline, prepared_corpus, split="train", sync_clips=2, progress=counted.append, total=totals.append)
+    assert totals == [4 + 2] and sum(counted) == 6

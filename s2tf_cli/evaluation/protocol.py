@@ -182,13 +182,18 @@ def _attribute_metrics(out: dict, attrs: list, people: list[Person]) -> None:
     out["age n"] = len(aged)
 
 
+def talking_people(people: list[Person], clips: int) -> list[Person]:
+    """The people whose clips are scored for lip sync: the first `clips` with enough frames."""
+    return [p for p in people if p.frames is not None and len(p.frames) > 10][:clips]
+
+
 def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0, syncnet=None,
                      progress: Progress | None = None) -> dict:  # fmt: skip
     """LMD: mouth landmarks of frames generated with the real first frame's identity and pose plus the
     clip's audio, against the real frames; and the same with another clip's audio (control)."""
     from ..data.animate import landmarks68
 
-    talking = [p for p in people if p.frames is not None and len(p.frames) > 10][:clips]
+    talking = talking_people(people, clips)
     if not talking:
         return {}
     rng = np.random.default_rng(seed)
@@ -333,9 +338,13 @@ def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = f
 
 def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | None = None, max_people: int = 200,
              sync_clips: int = 20, seed: int = 0, figures: Path | None = None, syncnet: Path | None = None,
-             progress: Progress | None = None) -> dict:  # fmt: skip
-    """Every metric for one model; figures (when asked) go to `figures`."""
+             progress: Progress | None = None, total: Progress | None = None) -> dict:  # fmt: skip
+    """Every metric for one model; figures (when asked) go to `figures`. `total` hears, once, how many
+    units `progress` will count (a person's face, then a lip-sync clip), so a bar can show an ETA."""
     people = corpus_people(Path(data), split, max_people)
+    lip_sync = getattr(s2tf, "can_embed_faces", True)  # lip sync needs a face encoder for identity and pose
+    if total:
+        total(len(people) + (len(talking_people(people, sync_clips)) if lip_sync else 0))
     row = identity_metrics(s2tf, people, seed, progress)
     generated = row.pop("_generated")
     expert = None
@@ -343,7 +352,7 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
         from .syncnet import SyncNet
 
         expert = SyncNet.load(syncnet)
-    if getattr(s2tf, "can_embed_faces", True):  # lip sync needs a face encoder for identity and pose
+    if lip_sync:
         row.update(lip_sync_metrics(s2tf, people, sync_clips, seed, expert, progress))
         row.update(mouth_probe(s2tf, people))
     reals: list[Person] = []
