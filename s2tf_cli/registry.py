@@ -27,7 +27,7 @@ REGISTRY: dict[str, RegistryEntry] = {
         name="s2tf-cpu",
         repo_id="s2tf/s2tf-cpu",
         embedded="s2tf-cpu",
-        sha256="d8d6c4996a70500b0ed029a435b61f3b5431226a02a0521f33034b9b0cc0d37b",
+        sha256="74ba7c8d5afce2fab9e32402db295faa30a06f278126ea9991c39eb816effadd",
         description="CPU preset (128 px), trained by this project; the default",
     ),
 }
