@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .images import DETECT_MAX_SIDE, resize
+from .images import DETECT_MAX_SIDE, resize, soft_pad
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ def detect_faces(image: np.ndarray) -> list[FaceBox]:
 
 
 def crop_face(image: np.ndarray, box: FaceBox, size: int) -> np.ndarray:
-    """Square crop around `box` (edge-replicated where it leaves the image), resized to `size`."""
-    import cv2
-
+    """Square crop around `box` (soft-padded where it leaves the image), resized to `size`."""
     side = max(box.w, box.h) * CROP_SCALE
     cx = box.x + box.w / 2
     cy = box.y + box.h / 2 + CROP_SHIFT * box.h
@@ -69,7 +67,7 @@ def crop_face(image: np.ndarray, box: FaceBox, size: int) -> np.ndarray:
     h, w = image.shape[:2]
     pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
     if pad:
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        image = soft_pad(image, pad)
         x0, y0 = x0 + pad, y0 + pad
     return resize(image[y0 : y0 + s, x0 : x0 + s], size)
 

@@ -73,6 +73,35 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
+def soft_pad(image: np.ndarray, pad: int) -> np.ndarray:
+    """Grows `image` by `pad` pixels a side for crops that leave it: mirrored, then blurred further out.
+
+    Edge replication smears the outermost row into streaks, and a training corpus full of streaks
+    teaches the generator to paint them; a mirrored, blurred margin reads as out-of-focus background."""
+    import cv2
+
+    if pad <= 0:
+        return image
+    h, w = image.shape[:2]
+    out = image
+    while pad > 0:  # reflection reaches at most one image size per pass
+        step = min(pad, out.shape[0] - 1, out.shape[1] - 1)
+        out = cv2.copyMakeBorder(out, step, step, step, step, cv2.BORDER_REFLECT_101)
+        pad -= step
+    total = (out.shape[0] - h) // 2
+    inside = np.zeros(out.shape[:2], np.uint8)
+    inside[total : total + h, total : total + w] = 1
+    # Blend weight on the signed distance to the photo's edge: 0 well inside, 1 a little outside, so
+    # neither mirrored features nor the photo's rectangle survive.
+    ramp = max(2.0, 0.06 * min(h, w))
+    outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
+    within = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+    weight = np.clip((outside - within + ramp) / (2 * ramp), 0, 1)[..., None]
+    sigma = max(3.0, 0.12 * min(h, w))
+    blurred = cv2.GaussianBlur(out, (0, 0), sigma)
+    return (out * (1 - weight) + blurred * weight).round().astype(image.dtype)
+
+
 def png_bytes(image: np.ndarray, metadata: dict[str, str]) -> bytes:
     """Encode an RGB uint8 image as PNG with `metadata` as tEXt/iTXt chunks (provenance)."""
     import io

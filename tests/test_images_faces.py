@@ -6,7 +6,7 @@ from PIL import Image
 
 from s2tf_cli.errors import InputError, UsageError
 from s2tf_cli.faces import crop_face, detect_faces, find_face, FaceBox
-from s2tf_cli.images import grid, load_image, png_bytes
+from s2tf_cli.images import grid, load_image, png_bytes, soft_pad
 
 
 def test_modes_become_rgb_uint8(tmp_path):
@@ -67,6 +67,17 @@ def test_crop_leaving_the_image_is_padded():
     image = np.zeros((50, 50, 3), np.uint8)
     crop = crop_face(image, FaceBox(-10, -10, 40, 40), 32)
     assert crop.shape == (32, 32, 3)
+
+
+def test_soft_pad_blurs_instead_of_streaking():
+    image = np.random.default_rng(0).integers(0, 255, (60, 60, 3), dtype=np.uint8)
+    out = soft_pad(image, 100)  # more than one reflection's reach
+    assert out.shape == (260, 260, 3) and out.dtype == np.uint8
+    assert np.array_equal(out[110:150, 110:150], image[10:50, 10:50]), "the photo itself is untouched"
+    margin = out[:90].astype(float)
+    assert margin.std(axis=1).mean() < 0.2 * image.std(), "smooth across: replicated edges would streak"
+    assert margin.std(axis=0).mean() < 0.2 * image.std(), "and smooth down: no mirrored detail"
+    assert abs(margin.mean() - image.mean()) < 20, "its colour is the photo's"
 
 
 def test_png_provenance_and_grid(tmp_path):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..images import soft_pad
 from .espeak import Phoneme
 
 # Mouth openness per espeak-ng phoneme (first letters), closed for bilabials and pauses.
@@ -127,6 +128,11 @@ class FaceAnimator:
         side = max(hi - lo) / face_fraction
         self.canvas_size = int(size * 1.25)
         scale = self.canvas_size / side
+        # Tight chips (UTKFace) leave the photo: give it a soft margin instead of replicated streaks.
+        h, w = photo.shape[:2]
+        pad = int(np.ceil(max(0, side / 2 - centre[0], side / 2 - centre[1],
+                              centre[0] + side / 2 - w, centre[1] + side / 2 - h))) + 2  # fmt: skip
+        photo, centre, landmarks = soft_pad(photo, pad), centre + pad, landmarks + pad
         m = np.array([[scale, 0, self.canvas_size / 2 - scale * centre[0]],
                       [0, scale, self.canvas_size / 2 - scale * centre[1]]], np.float32)  # fmt: skip
         self.canvas = cv2.warpAffine(photo, m, (self.canvas_size,) * 2, flags=cv2.INTER_AREA,

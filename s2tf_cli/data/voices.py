@@ -35,11 +35,13 @@ def voice_profile(identity: Identity, rng: np.random.Generator, apparent_gender:
     if gender not in ("male", "female"):
         gender = rng.choice(["male", "female"])
     age = identity.age if identity.age is not None else int(rng.integers(20, 60))
+    # Pitch settings put the median F0 where adult speech has it (RAVDESS: men ~110-165 Hz, women
+    # ~185-235 Hz); espeak's male voices at its default settings are far deeper than real men.
     if gender == "male":
-        variant, pitch = str(rng.choice(MALE_VARIANTS)), rng.normal(35, 8)
+        variant, pitch = str(rng.choice(MALE_VARIANTS)), rng.normal(70, 12)
         tract = rng.normal(0.96, 0.03)
     else:
-        variant, pitch = str(rng.choice(FEMALE_VARIANTS)), rng.normal(62, 8)
+        variant, pitch = str(rng.choice(FEMALE_VARIANTS)), rng.normal(55, 10)
         tract = rng.normal(1.04, 0.03)
     if age < 13:  # children: higher and shorter tract
         pitch, tract = pitch + 15, tract + 0.08
