@@ -89,16 +89,22 @@ def soft_pad(image: np.ndarray, pad: int) -> np.ndarray:
         out = cv2.copyMakeBorder(out, step, step, step, step, cv2.BORDER_REFLECT_101)
         pad -= step
     total = (out.shape[0] - h) // 2
-    inside = np.zeros(out.shape[:2], np.uint8)
-    inside[total : total + h, total : total + w] = 1
     # Blend weight on the signed distance to the photo's edge: 0 well inside, 1 a little outside, so
     # neither mirrored features nor the photo's rectangle survive.
     ramp = max(2.0, 0.06 * min(h, w))
-    outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
-    within = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
-    weight = np.clip((outside - within + ramp) / (2 * ramp), 0, 1)[..., None]
+    ys = np.arange(out.shape[0], dtype=np.float32)[:, None] - total
+    xs = np.arange(out.shape[1], dtype=np.float32)[None, :] - total
+    dy = np.maximum(np.maximum(-ys, ys - (h - 1)), 0)
+    dx = np.maximum(np.maximum(-xs, xs - (w - 1)), 0)
+    within = np.maximum(np.minimum(np.minimum(ys, h - 1 - ys), np.minimum(xs, w - 1 - xs)), 0)
+    signed = np.sqrt(dx**2 + dy**2) - within
+    weight = np.clip((signed + ramp) / (2 * ramp), 0, 1)[..., None]
+    # A wide blur, done at reduced resolution (it is per frame in `data prepare`).
     sigma = max(3.0, 0.12 * min(h, w))
-    blurred = cv2.GaussianBlur(out, (0, 0), sigma)
+    shrink = max(1, int(sigma // 3))
+    small = cv2.resize(out, (out.shape[1] // shrink, out.shape[0] // shrink), interpolation=cv2.INTER_AREA)
+    blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / shrink), (out.shape[1], out.shape[0]),
+                         interpolation=cv2.INTER_LINEAR)  # fmt: skip
     return (out * (1 - weight) + blurred * weight).round().astype(image.dtype)
 
 
