@@ -83,17 +83,12 @@ def soft_pad(image: np.ndarray, pad: int) -> np.ndarray:
     if pad <= 0:
         return image
     h, w = image.shape[:2]
-    out = image
-    while pad > 0:  # reflection reaches at most one image size per pass
-        step = min(pad, out.shape[0] - 1, out.shape[1] - 1)
-        out = cv2.copyMakeBorder(out, step, step, step, step, cv2.BORDER_REFLECT_101)
-        pad -= step
-    total = (out.shape[0] - h) // 2
+    out = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)  # reflects again past one size
     # Blend weight on the signed distance to the photo's edge: 0 well inside, 1 a little outside, so
     # neither mirrored features nor the photo's rectangle survive.
     ramp = max(2.0, 0.06 * min(h, w))
-    ys = np.arange(out.shape[0], dtype=np.float32)[:, None] - total
-    xs = np.arange(out.shape[1], dtype=np.float32)[None, :] - total
+    ys = np.arange(out.shape[0], dtype=np.float32)[:, None] - pad
+    xs = np.arange(out.shape[1], dtype=np.float32)[None, :] - pad
     dy = np.maximum(np.maximum(-ys, ys - (h - 1)), 0)
     dx = np.maximum(np.maximum(-xs, xs - (w - 1)), 0)
     within = np.maximum(np.minimum(np.minimum(ys, h - 1 - ys), np.minimum(xs, w - 1 - xs)), 0)
