@@ -235,6 +235,33 @@ def test_visual_batches_skip_the_audio_but_draw_the_same_frames(prepared_corpus)
     assert not torch.equal(full["frame"], draw_batch(corpus, spec, seed=1, step=8, audio=False)["frame"])
 
 
+def test_real_voice_share_puts_the_real_speakers_in_every_audio_batch(prepared_corpus):
+    import numpy as np
+
+    from s2tf_cli.config import ConfigError
+    from s2tf_cli.training.config import TrainConfig
+    from s2tf_cli.training.corpus import BatchSpec, Corpus, draw_batch, pick_identities
+
+    corpus = Corpus(prepared_corpus, "train")
+    assert len(corpus.identities) == 4 and len(corpus.real_voice_indices) == 1  # the RAVDESS-like actor
+    real = int(corpus.real_voice_indices[0])
+    assert all(corpus.clips[i].voice == "real" for i in corpus.by_identity[corpus.identities[real]])
+    shared = [pick_identities(corpus, 3, np.random.default_rng(s), 1 / 3) for s in range(20)]
+    assert all(real in p and len(set(p.tolist())) == 3 for p in shared)
+    plain = [pick_identities(corpus, 3, np.random.default_rng(s)) for s in range(20)]
+    assert any(real not in p for p in plain)  # by chance a batch of 3 of 4 misses them a quarter of the time
+    spec = BatchSpec(batch_size=3, identity_window=8000, content_window=16, hop=160, context=320, image_size=32)
+    label = corpus.clips[corpus.by_identity[corpus.identities[real]][0]].label
+    with_share = BatchSpec(**{**spec.__dict__, "real_voice_share": 1 / 3})
+    for step in range(6):
+        assert label in draw_batch(corpus, with_share, seed=1, step=step)["label"].tolist()
+        # the visual stage hears nothing, so the share leaves its draws alone
+        assert torch.equal(draw_batch(corpus, with_share, seed=1, step=step, audio=False)["frame"],
+                           draw_batch(corpus, spec, seed=1, step=step, audio=False)["frame"])  # fmt: skip
+    with pytest.raises(ConfigError, match="real_voice_share"):
+        TrainConfig(real_voice_share=1.5)
+
+
 def test_training_precision_follows_the_recipe(prepared_corpus, tmp_path):
     from s2tf_cli.config import ConfigError
     from s2tf_cli.precision import native_bf16

@@ -53,6 +53,9 @@ class TrainConfig:
     content_negatives: int = 4  # same-clip, off-sync audio windows per sample after the curriculum switch
     ir_dropout: float = 0.1  # chance of dropping the visual f_ir (stage 1: f_ir^v, stage 3: f_ir^{v1}, keeping
     # f_s^a) so G also learns the pose-free face G(cat(f_id, f_s^a)) that `s2tf face` draws without --pose
+    real_voice_share: float = 0.0  # share of each audio-stage batch drawn from the people who speak with their
+    # own recorded voice (meta.csv voice "real", e.g. RAVDESS): a few dozen beside a thousand synthesized voices,
+    # they would otherwise be ~2 % of what the audio encoders hear
     ema_decay: float = 0.999  # generator EMA used for export (the longest it averages over)
     ema_rampup: float = 0.05  # EMA half-life at most this fraction of the steps so far (StyleGAN2); 0: off
     audio_augment: bool = True  # noise, reverberation, band-limiting, gain, speed
@@ -65,6 +68,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     perceptual: str = "auto"  # "vgg19" (needs vgg19_weights), "features" (D feature matching) or "auto"
     vgg19_weights: str = ""  # safetensors file of torchvision-layout VGG19 features, when available locally
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.real_voice_share <= 1.0:
+            raise ConfigError(f"train config 'real_voice_share' must be in [0, 1], not {self.real_voice_share}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

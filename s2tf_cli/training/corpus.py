@@ -26,6 +26,7 @@ class Clip:
     frames: int
     samples: int
     gender: str = "unknown"
+    voice: str = "synthetic"  # "real": the person's own recordings
 
 
 class Shard:
@@ -58,7 +59,7 @@ class Corpus:
         rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
         self.clips = [
             Clip(self.folder / r["path"], r["identity"], int(r["label"]), int(r["frames"]), int(r["samples"]),
-                 r.get("gender", "unknown"))
+                 r.get("gender", "unknown"), r.get("voice", "synthetic"))
             for r in rows if r["split"] == split
         ]  # fmt: skip
         if not self.clips:
@@ -68,6 +69,8 @@ class Corpus:
             self.by_identity[c.identity].append(i)
         self.identities = sorted(self.by_identity)
         self.num_labels = max(c.label for c in self.clips) + 1
+        real = {c.identity for c in self.clips if c.voice == "real"}
+        self.real_voice_indices = np.array([i for i, name in enumerate(self.identities) if name in real], dtype=int)
         self._cache: OrderedDict[Path, Shard] = OrderedDict()
         self._cache_size = cache
 
@@ -98,6 +101,7 @@ class BatchSpec:
     image_size: int = 0  # frames are resized to this when the corpus was prepared at another size
     content_negatives: int = 0  # off-sync windows from the same clip per sample
     audio_augment: bool = True
+    real_voice_share: float = 0.0  # of each audio batch, drawn from the real-voice people (TrainConfig)
 
 
 def _sized(image: np.ndarray, size: int) -> np.ndarray:
@@ -111,6 +115,18 @@ def model_input(frames: list[np.ndarray], size: int) -> torch.Tensor:
     return _to_tensor([_sized(f, size) for f in frames])
 
 
+def pick_identities(corpus: Corpus, n: int, rng: np.random.Generator, real_share: float = 0.0) -> np.ndarray:
+    """n distinct identities (repeats only when the corpus has fewer), round(n * real_share) of them among
+    the real-voice people; with no share the draw is the one runs before the option made."""
+    n_ids = len(corpus.identities)
+    n_real = min(int(round(n * real_share)), len(corpus.real_voice_indices))
+    if n_real == 0:
+        return rng.choice(n_ids, size=n, replace=n > n_ids)
+    real = rng.choice(corpus.real_voice_indices, size=n_real, replace=False)
+    rest = np.setdiff1d(np.arange(n_ids), real)
+    return np.concatenate([real, rng.choice(rest, size=n - n_real, replace=n - n_real > len(rest))])
+
+
 def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int = 0,
                audio: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
     """Frames and audio for all stages: I_1 (identity frame), I_k, I_k+ (augmented), and around frame k
@@ -119,8 +135,7 @@ def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int 
     since the audio draws come from their own random stream."""
     rng = np.random.default_rng([seed, step, rank])
     rng_audio = np.random.default_rng([seed, step, rank, 1])
-    n_ids = len(corpus.identities)
-    picks = rng.choice(n_ids, size=spec.batch_size, replace=spec.batch_size > n_ids)
+    picks = pick_identities(corpus, spec.batch_size, rng, spec.real_voice_share if audio else 0.0)
     first, frame_k, frame_k_aug, frame_1_clip, labels = [], [], [], [], []
     id_audio, content_audio, neg_audio = [], [], []
     half = spec.content_window // 2 * spec.hop

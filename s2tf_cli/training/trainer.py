@@ -169,6 +169,7 @@ def train(
         image_size=cfg.model.image_size,
         content_negatives=cfg.content_negatives,
         audio_augment=cfg.audio_augment,
+        real_voice_share=cfg.real_voice_share,
     )
     total = cfg.steps.visual + cfg.steps.sync + cfg.steps.finetune
     stop = min(total, max_steps) if max_steps is not None else total
