@@ -41,6 +41,21 @@ def test_auc_known_answers():
     assert M.auc(shuffled[:2500], shuffled[2500:]) == pytest.approx(50.0, abs=3.0)  # sd ~0.8
 
 
+def test_matching_auc_enumerates_every_allowed_trial():
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.3], [0.8, 0.0, 0.7]])
+    everyone = np.ones((3, 3), bool)
+    # voice 0 beats both; voice 1 beats 0, ties 2; voice 2 loses to 0, beats 1: (2 + 1.5 + 1) / 6
+    assert M.matching_auc(scores, everyone) == (pytest.approx(100 * 4.5 / 6), 6)
+    assert M.matching_auc(scores, np.eye(3, dtype=bool)) == (pytest.approx(float("nan"), nan_ok=True), 0)
+    only = np.zeros((3, 3), bool)
+    only[2, 0] = True
+    assert M.matching_auc(scores, only) == (0.0, 1)
+    assert M.matching_auc(np.eye(50) + 0.1, np.ones((50, 50), bool))[0] == 100.0  # a perfect matcher
+    rng = np.random.default_rng(4)
+    auc, trials = M.matching_auc(rng.standard_normal((80, 80)), np.ones((80, 80), bool))
+    assert trials == 80 * 79 and auc == pytest.approx(50.0, abs=3.0)  # shuffled pairing: chance
+
+
 def test_kid_is_zero_in_expectation_for_one_distribution_and_grows_with_shift():
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((400, 8)), rng.standard_normal((400, 8))

@@ -104,18 +104,16 @@ def _label(person: Person, key: str) -> str | None:
     return age_group(float(value)) if key == "age" else value
 
 
-def _matched_negatives(people: list[Person], keys: tuple[str, ...], rng: np.random.Generator) -> list[int | None]:
-    """For each person, another person with the same known labels on `keys` (gender, age group,
-    ethnicity), or None."""
+def _matched(people: list[Person], keys: tuple[str, ...]) -> np.ndarray:
+    """(n, n) bool: j may be i's negative, i.e. both carry every label in `keys` (gender, age group,
+    ethnicity) and the labels agree; with no keys, everyone."""
     labels = [tuple(_label(p, k) for k in keys) for p in people]
-    out: list[int | None] = []
-    for i, own in enumerate(labels):
-        pool = [j for j, other in enumerate(labels) if j != i and None not in own and other == own]
-        out.append(int(rng.choice(pool)) if pool else None)
-    return out
+    known = np.array([None not in own for own in labels])
+    same = np.array([[a == b for b in labels] for a in labels], dtype=bool).reshape(len(people), len(people))
+    return same & known[:, None] & known[None, :]
 
 
-def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: Progress | None = None) -> dict:
+def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None = None) -> dict:
     """Voice -> face identity (independent embedder), retrieval, matching AUC, attributes, quality, speed."""
     from .embedder import FaceEmbedder
 
@@ -142,11 +140,11 @@ def identity_metrics(s2tf: S2TF, people: list[Person], seed: int = 0, progress: 
     out["_generated"] = generated
     _attribute_metrics(out, [judge(g) for g in generated], people)
     if shared:
-        out.update(_shared_space_metrics(s2tf, people, torch.stack(f_a), seed))
+        out.update(_shared_space_metrics(s2tf, people, torch.stack(f_a)))
     return out
 
 
-def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor, seed: int) -> dict:
+def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor) -> dict:
     """Retrieval and 1:2 matching with the voice straight through the shared identity space (what
     `s2tf retrieve` does); only for models with a face encoder."""
     real = [p.face for p in people]
@@ -156,18 +154,10 @@ def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor, s
     voice_scores = (f_a @ f_v.T).cpu().numpy()
     rec = M.recall_at(voice_scores, truth)
     out.update({f"voice R@{k}": v for k, v in rec.items()})
-    # 1:2 matching, negatives random or matched on labels
-    rng = np.random.default_rng(seed)
-    n = len(people)
+    # 1:2 matching: every other person as the negative, or every one matched on the labels
     for name, keys in {"rand": (), "G": ("gender",), "N": ("ethnicity",), "A": ("age",),
                        "GNA": ("gender", "ethnicity", "age")}.items():  # fmt: skip
-        if keys:
-            negs = _matched_negatives(people, keys, rng)
-        else:
-            negs = [int(rng.choice([j for j in range(n) if j != i])) if n > 1 else None for i in range(n)]
-        pairs = [(i, j) for i, j in enumerate(negs) if j is not None]
-        out[f"AUC {name}"] = M.auc([voice_scores[i, i] for i, _ in pairs], [voice_scores[i, j] for i, j in pairs])
-        out[f"AUC {name} trials"] = len(pairs)
+        out[f"AUC {name}"], out[f"AUC {name} trials"] = M.matching_auc(voice_scores, _matched(people, keys))
     return out
 
 
@@ -345,7 +335,7 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
     lip_sync = getattr(s2tf, "can_embed_faces", True)  # lip sync needs a face encoder for identity and pose
     if total:
         total(len(people) + (len(talking_people(people, sync_clips)) if lip_sync else 0))
-    row = identity_metrics(s2tf, people, seed, progress)
+    row = identity_metrics(s2tf, people, progress)
     generated = row.pop("_generated")
     expert = None
     if syncnet is not None:
