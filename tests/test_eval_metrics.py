@@ -56,6 +56,24 @@ def test_matching_auc_enumerates_every_allowed_trial():
     assert trials == 80 * 79 and auc == pytest.approx(50.0, abs=3.0)  # shuffled pairing: chance
 
 
+def test_matching_trials_per_voice_add_up_to_the_auc():
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.3], [0.8, 0.0, 0.7]])
+    rates, counts = M.matching_trials(scores, np.ones((3, 3), bool))
+    assert rates.tolist() == [100.0, 75.0, 50.0] and counts.tolist() == [2, 2, 2]
+    rates, counts = M.matching_trials(scores, np.eye(3, dtype=bool))
+    assert np.isnan(rates).all() and counts.sum() == 0
+
+
+def test_bootstrap_se_is_the_sampling_error_of_a_mean_over_people():
+    assert M.bootstrap_se([70.0] * 50) == 0.0
+    coin = np.array([0.0, 100.0] * 50)  # a 50 % rate over 100 people: binomial SE 5 points
+    assert M.bootstrap_se(coin) == pytest.approx(5.0, abs=0.6)
+    assert M.bootstrap_se(coin, draws=200, seed=1) != M.bootstrap_se(coin, draws=200, seed=2)
+    # weights: people with more trials count more, people without trials (NaN, weight 0) not at all
+    assert M.bootstrap_se([50.0, 50.0, float("nan")], [3, 1, 0]) == 0.0
+    assert np.isnan(M.bootstrap_se([1.0]))
+
+
 def test_kid_is_zero_in_expectation_for_one_distribution_and_grows_with_shift():
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((400, 8)), rng.standard_normal((400, 8))

@@ -55,19 +55,43 @@ def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
     return float(100.0 * (np.mean(pos > neg) + 0.5 * np.mean(pos == neg)))
 
 
+def matching_trials(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per voice i, the percentage of its 1:2 trials (own face i against face j, for each j `allowed[i, j]`
+    admits) that the own face wins, ties half (NaN with no trial), and its number of trials."""
+    scores = np.asarray(scores, np.float64)
+    allowed = np.asarray(allowed, bool) & ~np.eye(len(scores), dtype=bool)
+    own = np.diag(scores)[:, None]
+    wins = np.where(allowed, (own > scores) + 0.5 * (own == scores), 0.0).sum(axis=1)
+    counts = allowed.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100.0 * wins / counts, counts
+
+
 def matching_auc(scores: np.ndarray, allowed: np.ndarray) -> tuple[float, int]:
     """1:2 matching over every trial: voice i against its own face i and one other face j, for every j
     that `allowed[i, j]` admits (a random other person, or one matched on gender/age/ethnicity). Percent
     of trials where the own face scores higher, ties half; and the number of trials. Enumerating every
     trial instead of drawing one negative per voice gives the same expectation with far less noise."""
-    scores = np.asarray(scores, np.float64)
-    allowed = np.asarray(allowed, bool) & ~np.eye(len(scores), dtype=bool)
-    own = np.diag(scores)[:, None]
-    trials = int(allowed.sum())
+    rates, counts = matching_trials(scores, allowed)
+    trials = int(counts.sum())
     if trials == 0:
         return float("nan"), 0
-    wins = (own > scores) + 0.5 * (own == scores)
-    return float(100.0 * wins[allowed].mean()), trials
+    return float(np.nansum(rates * counts) / trials), trials
+
+
+def bootstrap_se(values: Sequence[float], weights: Sequence[float] | None = None, draws: int = 1000,
+                 seed: int = 0) -> float:  # fmt: skip
+    """Standard error of a (weighted) mean over people, by resampling the people: how far the figure
+    would move with another draw of as many test people. Differences within about two of these are noise."""
+    values = np.asarray(values, np.float64)
+    weights = np.ones_like(values) if weights is None else np.asarray(weights, np.float64)
+    keep = ~np.isnan(values) & (weights > 0)
+    values, weights = values[keep], weights[keep]
+    if len(values) < 2:
+        return float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(values), (draws, len(values)))
+    means = (values[idx] * weights[idx]).sum(axis=1) / weights[idx].sum(axis=1)
+    return float(np.std(means, ddof=1))
 
 
 def kid(real: np.ndarray, fake: np.ndarray) -> float:

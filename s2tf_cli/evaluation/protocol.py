@@ -133,8 +133,9 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
     out["cosine"] = float(M.cosine(e_gen, e_real).mean())
     out["l1"] = float(M.l1(e_gen, e_real).mean())
     truth = list(range(len(people)))
-    rec = M.recall_at(M.similarity_matrix(e_gen, e_real), truth)
-    out.update({f"R@{k}": v for k, v in rec.items()})
+    scores = M.similarity_matrix(e_gen, e_real)
+    out.update({f"R@{k}": v for k, v in M.recall_at(scores, truth).items()})
+    out["R@5 ±"] = M.bootstrap_se(100.0 * (M.ranks(scores, truth) <= 5))
     out["KID"] = M.kid(e_real, e_gen)
     out["judge misses"] = embedder.misses
     out["_generated"] = generated
@@ -152,19 +153,23 @@ def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor) -
     out: dict = {}
     f_v = torch.stack([s2tf.face_identity(f, aligned=True) for f in real])
     voice_scores = (f_a @ f_v.T).cpu().numpy()
-    rec = M.recall_at(voice_scores, truth)
-    out.update({f"voice R@{k}": v for k, v in rec.items()})
+    out.update({f"voice R@{k}": v for k, v in M.recall_at(voice_scores, truth).items()})
+    out["voice R@5 ±"] = M.bootstrap_se(100.0 * (M.ranks(voice_scores, truth) <= 5))
     # 1:2 matching: every other person as the negative, or every one matched on the labels
     for name, keys in {"rand": (), "G": ("gender",), "N": ("ethnicity",), "A": ("age",),
                        "GNA": ("gender", "ethnicity", "age")}.items():  # fmt: skip
-        out[f"AUC {name}"], out[f"AUC {name} trials"] = M.matching_auc(voice_scores, _matched(people, keys))
+        allowed = _matched(people, keys)
+        out[f"AUC {name}"], out[f"AUC {name} trials"] = M.matching_auc(voice_scores, allowed)
+        out[f"AUC {name} ±"] = M.bootstrap_se(*M.matching_trials(voice_scores, allowed))
     return out
 
 
 def _attribute_metrics(out: dict, attrs: list, people: list[Person]) -> None:
     """Apparent gender and age group of the generated faces against the speakers' labels."""
     labelled = [(a, p) for a, p in zip(attrs, people) if p.gender in ("male", "female")]
-    out["gender %"] = 100.0 * np.mean([a.gender == p.gender for a, p in labelled]) if labelled else float("nan")
+    right = [100.0 * (a.gender == p.gender) for a, p in labelled]
+    out["gender %"] = float(np.mean(right)) if labelled else float("nan")
+    out["gender % ±"] = M.bootstrap_se(right)
     out["gender n"] = len(labelled)
     aged = [(a, p) for a, p in zip(attrs, people) if p.age not in ("", None)]
     out["age group %"] = (100.0 * np.mean([age_group(a.age) == age_group(float(p.age)) for a, p in aged])
