@@ -32,7 +32,8 @@ def markdown_table(rows: dict[str, dict]) -> str:
     cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
     lines = ["| weights | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+        cells = [f"{r[c]:.1f}" if c.endswith("±") and _fmt(r.get(c)) != "–" else _fmt(r.get(c)) for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
