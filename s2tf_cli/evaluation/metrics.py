@@ -44,17 +44,6 @@ def recall_at(scores: np.ndarray, truth: Sequence[int], ks: Sequence[int] = (1, 
     return {k: float(100.0 * np.mean(r <= k)) for k in ks}
 
 
-def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """Area under the ROC curve in percent: P(positive score > negative score), ties counting half.
-    Cross-modal matching: positives score a voice against its speaker's face, negatives against another
-    person's face (random, or matched on gender/age/ethnicity). 50 is chance."""
-    pos = np.asarray(positive, np.float64)[:, None]
-    neg = np.asarray(negative, np.float64)[None, :]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    return float(100.0 * (np.mean(pos > neg) + 0.5 * np.mean(pos == neg)))
-
-
 def matching_trials(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per voice i, the percentage of its 1:2 trials (own face i against face j, for each j `allowed[i, j]`
     admits) that the own face wins, ties half (NaN with no trial), and its number of trials."""
