@@ -22,9 +22,11 @@ COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R
            "faces_per_s", "frames_per_s", "device"]  # fmt: skip
 
 
-def _fmt(v) -> str:
+def _fmt(v, column: str = "") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
+    if column.endswith("±"):
+        return f"{v:.1f}"
     return f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.1f}" if isinstance(v, float) else str(v)
 
 
@@ -32,8 +34,7 @@ def markdown_table(rows: dict[str, dict]) -> str:
     cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
     lines = ["| weights | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in rows.items():
-        cells = [f"{r[c]:.1f}" if c.endswith("±") and _fmt(r.get(c)) != "–" else _fmt(r.get(c)) for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -134,7 +135,7 @@ def _print_table(rows: dict[str, dict]) -> None:
     for name in rows:
         table.add_column(name, justify="right")
     for c in cols:
-        table.add_row(c, *(_fmt(r.get(c)) for r in rows.values()))
+        table.add_row(c, *(_fmt(r.get(c), c) for r in rows.values()))
     Console().print(table)
 
 

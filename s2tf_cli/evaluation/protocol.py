@@ -108,9 +108,10 @@ def _matched(people: list[Person], keys: tuple[str, ...]) -> np.ndarray:
     """(n, n) bool: j may be i's negative, i.e. both carry every label in `keys` (gender, age group,
     ethnicity) and the labels agree; with no keys, everyone."""
     labels = [tuple(_label(p, k) for k in keys) for p in people]
-    known = np.array([None not in own for own in labels])
-    same = np.array([[a == b for b in labels] for a in labels], dtype=bool).reshape(len(people), len(people))
-    return same & known[:, None] & known[None, :]
+    index = {label: k for k, label in enumerate(dict.fromkeys(labels))}
+    codes = np.array([index[label] for label in labels], dtype=int)
+    known = np.array([None not in label for label in labels], dtype=bool)
+    return (codes[:, None] == codes[None, :]) & known[:, None] & known[None, :]
 
 
 def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None = None) -> dict:
