@@ -30,6 +30,7 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
     assert row["R@5"] == 100.0, "4 people: the true face is always in the top 5"
     assert 0.0 <= row["AUC rand"] <= 100.0 and row["AUC rand trials"] == 12, "every other of 4 people"
     assert row["gender n"] == 4 and 0.0 <= row["gender %"] <= 100.0
+    assert 0.0 <= row["judge gender % blurred real faces"] <= 100.0 and 0.0 <= row["judge gender % real faces"] <= 100.0
     assert row["R@5 ±"] == 0.0, "every query hits: no resample of the 4 people changes R@5"
     assert all(row[k] >= 0.0 for k in ("voice R@5 ±", "AUC rand ±", "gender % ±"))
     assert "LMD" in row and row["frames_per_s"] > 0 and row["faces_per_s"] > 0

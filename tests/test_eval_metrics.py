@@ -147,3 +147,22 @@ def test_mouth_plot_draws_both_series_with_gaps():
     assert red.sum() > 20 and blue.sum() > 20
     gap = slice(int(200 * 2.3 / 6), int(200 * 2.7 / 6))  # no red line where there are no landmarks
     assert not red[:, gap].any()
+
+
+def test_judge_on_real_faces_scores_sharp_and_blurred_photos():
+    """A judge that calls soft faces women: full marks on the sharp photos, none for the blurred men."""
+    import cv2
+
+    from s2tf_cli.evaluation.attributes import Attributes
+    from s2tf_cli.evaluation.protocol import Person, judge_on_real_faces
+
+    def judge(image):
+        sharp = cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() > 500
+        return Attributes("male" if sharp else "female", 90.0, 30.0, True)
+
+    rng = np.random.default_rng(0)
+    people = [Person(f"p{i}", np.zeros(16000, np.float32), rng.integers(0, 256, (128, 128, 3), dtype=np.uint8),
+                     gender=g) for i, g in enumerate(["male", "male", "unknown"])]  # fmt: skip
+    out = judge_on_real_faces(judge, people)
+    assert out == {"judge gender % real faces": 100.0, "judge gender % blurred real faces": 0.0}
+    assert judge_on_real_faces(judge, people[2:])["judge gender % real faces"] != 0.0  # NaN: nobody labelled

@@ -141,6 +141,7 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
     out["judge misses"] = embedder.misses
     out["_generated"] = generated
     _attribute_metrics(out, [judge(g) for g in generated], people)
+    out.update(judge_on_real_faces(judge, people))
     if shared:
         out.update(_shared_space_metrics(s2tf, people, torch.stack(f_a)))
     return out
@@ -176,6 +177,25 @@ def _attribute_metrics(out: dict, attrs: list, people: list[Person]) -> None:
     out["age group %"] = (100.0 * np.mean([age_group(a.age) == age_group(float(p.age)) for a, p in aged])
                           if aged else float("nan"))  # fmt: skip
     out["age n"] = len(aged)
+
+
+JUDGE_BLUR_SIGMA = 3.0  # px at 128 px: about as soft as the CPU preset's faces
+
+
+def judge_on_real_faces(judge: Callable, people: list[Person], sigma: float = JUDGE_BLUR_SIGMA) -> dict:
+    """The gender judge on the people's own photos, sharp and blurred: the ceiling of `gender %`, and
+    how far softness alone moves it (the judge calls blurred men women)."""
+    import cv2
+
+    labelled = [p for p in people if p.gender in ("male", "female")]
+    out: dict = {}
+    for key, s in (("judge gender % real faces", 0.0), ("judge gender % blurred real faces", sigma)):
+        right = []
+        for p in labelled:
+            face = p.face if s == 0 else cv2.GaussianBlur(p.face, (0, 0), s * p.face.shape[1] / 128)
+            right.append(100.0 * (judge(np.ascontiguousarray(face)).gender == p.gender))
+        out[key] = float(np.mean(right)) if right else float("nan")
+    return out
 
 
 def talking_people(people: list[Person], clips: int) -> list[Person]:
