@@ -27,7 +27,7 @@ REGISTRY: dict[str, RegistryEntry] = {
         name="s2tf-cpu",
         repo_id="s2tf/s2tf-cpu",
         embedded="s2tf-cpu",
-        sha256="74ba7c8d5afce2fab9e32402db295faa30a06f278126ea9991c39eb816effadd",
+        sha256="3189969dc1142440e5a989201a56d3854a90842f5bedb1c8c976f3156d2ca5c5",
         description="CPU preset (128 px), trained by this project; the default",
     ),
 }
