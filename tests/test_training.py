@@ -172,13 +172,17 @@ def test_two_process_cpu_run(prepared_corpus, tmp_path):
 
 
 RECIPES = Path(__file__).resolve().parent.parent / "configs"
+FROM_SCRATCH = {"s2tf-cpu.json", "paper-voxceleb2.json", "ablation-no-centroids.json", "ablation-no-contrastive.json"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.json") if "voice2face" not in p.name))
 def test_shipped_recipes_load(name):
     cfg = TrainConfig.load(RECIPES / name)
     assert cfg.model.preset in ("cpu", "paper")
-    assert cfg.steps.visual > 0 and cfg.steps.sync > 0 and cfg.steps.finetune > 0
+    steps = (cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune)
+    assert min(steps) >= 0 and cfg.steps.finetune > 0
+    if name in FROM_SCRATCH:  # continuation recipes (--init) may skip the stages they do not retrain
+        assert min(steps) > 0
 
 
 def test_continue_from_exported_weights(prepared_corpus, tmp_path):
