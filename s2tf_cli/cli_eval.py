@@ -19,6 +19,7 @@ COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R
            "judge gender % real faces", "judge gender % blurred real faces", "age group %", "KID", "LMD", "LMD shuffled audio",
            "mouth-loudness corr", "mouth-loudness corr real frames", "f_ir mouth R2", "sync offset 0 %", "sync offset ±1 %", "sync conf", "sync conf shuffled audio",
            "sync offset 0 % real frames", "sync conf real frames", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",
+           "real talk gap quiet", "real talk gap loud", "real talk mouth-loudness corr", "real frontal gap",
            "faces_per_s", "frames_per_s", "device"]  # fmt: skip
 
 

@@ -39,6 +39,9 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
     assert row["LMD clips"] == 0 and row["LMD"] != row["LMD"]
     assert row["f_ir probe clips"] == 4 and row["f_ir mouth R2"] <= 1.0
     assert row["real people"] == 1 and row["real mean rank"] == 1.0
+    # `talk` on the real recording ran; a random tiny model's mouth has no landmarks: NaN, never a fake 0
+    assert all(k in row for k in ("real talk gap quiet", "real talk gap loud", "real frontal gap"))
+    assert row["real talk gap quiet"] != row["real talk gap quiet"] or 0.0 <= row["real talk gap quiet"] < 2.0
     assert row["real ranks"] == {"Actor_01": 1}, "Actor_01 is in the corpus's training split"
     assert "| weights |" in (tmp_path / "eval.md").read_text()
     figures = sorted(p.name for p in (tmp_path / "fig").rglob("*.png"))

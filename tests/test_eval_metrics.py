@@ -166,3 +166,14 @@ def test_judge_on_real_faces_scores_sharp_and_blurred_photos():
     out = judge_on_real_faces(judge, people)
     assert out == {"judge gender % real faces": 100.0, "judge gender % blurred real faces": 0.0}
     assert judge_on_real_faces(judge, people[2:])["judge gender % real faces"] != 0.0  # NaN: nobody labelled
+
+
+def test_quiet_and_loud_openings_follow_the_loudness_quantiles():
+    from s2tf_cli.evaluation.protocol import quiet_loud_openings
+
+    loudness = np.arange(20, dtype=float)  # frames 0-2 are the quietest 15 %, 12-19 the loudest 40 %
+    openings = np.where(loudness >= 12, 0.4, 0.05)
+    openings[0] = np.nan  # a frame without a face is skipped, not counted as closed
+    quiet, loud = quiet_loud_openings(openings, loudness)
+    assert quiet == pytest.approx(0.05) and loud == pytest.approx(0.4)
+    assert quiet_loud_openings(np.full(20, np.nan), loudness)[0] != quiet_loud_openings(np.full(20, np.nan), loudness)[0]

@@ -341,6 +341,7 @@ def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = f
               "real gender %": float(100 * np.mean([a == b for a, b in labelled])) if labelled else float("nan")}
     if not getattr(s2tf, "can_embed_faces", True):
         return gender
+    gender.update(real_talk_mouth(s2tf, people))
     f_a = torch.stack([s2tf.voice_identity(p.voice) for p in people])
     f_v = torch.stack([s2tf.face_identity(p.face, aligned=True) for p in people])
     scores = F.normalize(f_a, dim=-1) @ F.normalize(f_v, dim=-1).T
@@ -350,6 +351,32 @@ def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = f
             "real held-out mean rank": float(np.mean([k for p, k in zip(people, r) if p.name in held_out]))
             if any(p.name in held_out for p in people) else float("nan"),
             "real ranks": {p.name + (" (held out)" if p.name in held_out else ""): int(k) for p, k in zip(people, r)}}  # fmt: skip
+
+
+def quiet_loud_openings(openings: np.ndarray, loudness: np.ndarray) -> tuple[float, float]:
+    """Mean mouth opening over the quietest 15 % and the loudest 40 % of frames (NaN frames skipped):
+    a mouth that closes in pauses and opens with speech has the first well below the second."""
+    quiet, loud = loudness <= np.quantile(loudness, 0.15), loudness >= np.quantile(loudness, 0.6)
+    return _nanmean(list(openings[quiet])), _nanmean(list(openings[loud]))
+
+
+def real_talk_mouth(s2tf: S2TF, people: list[Person]) -> dict:
+    """`talk` on each real recording, posed by the person's own photo: the inner-lip gap (of the mouth
+    width) in quiet and loud frames, its correlation with loudness, and the gap of the frontal face."""
+    from ..data.animate import landmarks68
+
+    quiet, loud, corr, rest = [], [], [], []
+    for p in people:
+        n, frames = s2tf.talk_frames(p.voice, pose=p.face, aligned_pose=True)
+        openings = mouth_openings(frame_landmarks(np.stack(list(frames)), landmarks68))
+        loudness = M.frame_loudness(p.voice, n)
+        q, lo = quiet_loud_openings(openings, loudness)
+        quiet.append(q)
+        loud.append(lo)
+        corr.append(M.correlation(openings, loudness))
+        rest.append(float(mouth_openings(frame_landmarks(s2tf.face(p.voice)[0][None], landmarks68))[0]))
+    return {"real talk gap quiet": _nanmean(quiet), "real talk gap loud": _nanmean(loud),
+            "real talk mouth-loudness corr": _nanmean(corr), "real frontal gap": _nanmean(rest)}  # fmt: skip
 
 
 def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | None = None, max_people: int = 200,
