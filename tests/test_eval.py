@@ -33,6 +33,8 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
     assert 0.0 <= row["judge gender % blurred real faces"] <= 100.0 and 0.0 <= row["judge gender % real faces"] <= 100.0
     assert row["R@5 ±"] == 0.0, "every query hits: no resample of the 4 people changes R@5"
     assert all(row[k] >= 0.0 for k in ("voice R@5 ±", "AUC rand ±", "gender % ±"))
+    age_se = row["age group % ±"]
+    assert age_se >= 0.0 if row["age n"] >= 2 else age_se != age_se, "no standard error from fewer than 2 people"
     assert "LMD" in row and row["frames_per_s"] > 0 and row["faces_per_s"] > 0
     assert row["device"] in ("cpu fp32", "cpu bf16")  # the speed columns' device and precision
     # a random tiny model draws no face dlib can landmark: LMD is then missing (NaN), never a fake 0

@@ -174,8 +174,9 @@ def _attribute_metrics(out: dict, attrs: list, people: list[Person]) -> None:
     out["gender % ±"] = M.bootstrap_se(right)
     out["gender n"] = len(labelled)
     aged = [(a, p) for a, p in zip(attrs, people) if p.age not in ("", None)]
-    out["age group %"] = (100.0 * np.mean([age_group(a.age) == age_group(float(p.age)) for a, p in aged])
-                          if aged else float("nan"))  # fmt: skip
+    right_age = [100.0 * (age_group(a.age) == age_group(float(p.age))) for a, p in aged]
+    out["age group %"] = float(np.mean(right_age)) if aged else float("nan")
+    out["age group % ±"] = M.bootstrap_se(right_age)
     out["age n"] = len(aged)
 
 
