@@ -337,12 +337,13 @@ def _up(image: np.ndarray) -> np.ndarray:
 def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = frozenset()) -> dict:
     """Each person's own face rank among all the faces, from the voice alone, and gender consistency."""
     judge = AttributeClassifier()
-    labelled = [(judge(s2tf.face(p.voice)[0]).gender, p.gender) for p in people if p.gender in ("male", "female")]
+    fronts = [s2tf.face(p.voice)[0] for p in people]
+    labelled = [(judge(f).gender, p.gender) for f, p in zip(fronts, people) if p.gender in ("male", "female")]
     gender = {"real people": len(people),
               "real gender %": float(100 * np.mean([a == b for a, b in labelled])) if labelled else float("nan")}
     if not getattr(s2tf, "can_embed_faces", True):
         return gender
-    gender.update(real_talk_mouth(s2tf, people))
+    gender.update(real_talk_mouth(s2tf, people, fronts))
     f_a = torch.stack([s2tf.voice_identity(p.voice) for p in people])
     f_v = torch.stack([s2tf.face_identity(p.face, aligned=True) for p in people])
     scores = F.normalize(f_a, dim=-1) @ F.normalize(f_v, dim=-1).T
@@ -361,13 +362,14 @@ def quiet_loud_openings(openings: np.ndarray, loudness: np.ndarray) -> tuple[flo
     return _nanmean(list(openings[quiet])), _nanmean(list(openings[loud]))
 
 
-def real_talk_mouth(s2tf: S2TF, people: list[Person]) -> dict:
+def real_talk_mouth(s2tf: S2TF, people: list[Person], fronts: list[np.ndarray]) -> dict:
     """`talk` on each real recording, posed by the person's own photo: the inner-lip gap (of the mouth
-    width) in quiet and loud frames, its correlation with loudness, and the gap of the frontal face."""
+    width) in quiet and loud frames, its correlation with loudness, and the gap of the frontal face
+    (`fronts`: each person's face from the voice, already drawn for the gender check)."""
     from ..data.animate import landmarks68
 
     quiet, loud, corr, rest = [], [], [], []
-    for p in people:
+    for p, front in zip(people, fronts):
         n, frames = s2tf.talk_frames(p.voice, pose=p.face, aligned_pose=True)
         openings = mouth_openings(frame_landmarks(np.stack(list(frames)), landmarks68))
         loudness = M.frame_loudness(p.voice, n)
@@ -375,7 +377,7 @@ def real_talk_mouth(s2tf: S2TF, people: list[Person]) -> dict:
         quiet.append(q)
         loud.append(lo)
         corr.append(M.correlation(openings, loudness))
-        rest.append(float(mouth_openings(frame_landmarks(s2tf.face(p.voice)[0][None], landmarks68))[0]))
+        rest.append(float(mouth_openings(frame_landmarks(front[None], landmarks68))[0]))
     return {"real talk gap quiet": _nanmean(quiet), "real talk gap loud": _nanmean(loud),
             "real talk mouth-loudness corr": _nanmean(corr), "real frontal gap": _nanmean(rest)}  # fmt: skip
 
