@@ -1,7 +1,8 @@
 """Model configuration: typed dataclasses saved as config.json beside the weights.
 
 Presets are data (`PRESETS`), not code forks. Loading is strict: an unknown or missing key is an error,
-so a config written by a different version of the code cannot be silently misread.
+so a config written by a different version of the code cannot be silently misread. The one exception is
+`ADDED_KEYS`: settings added later whose default reproduces what older folders did, so those still load.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any, get_type_hints
 
 # Bumped when the meaning of a weights folder changes; a folder with another major version is refused.
 FORMAT_VERSION = 1
+
+# Keys a format-1 folder may lack: added later, their default is the behaviour before they existed.
+ADDED_KEYS = frozenset({"centroid_prior"})
 
 
 class ConfigError(ValueError):
@@ -98,6 +102,10 @@ class ModelConfig:
     arcface_scale: float = 30.0  # s in Eq. 2
     arcface_margin: float = 0.3  # m in Eq. 2
     sample_jitter: float = 0.15  # spread of f_id around the voice's estimate when sampling with a seed
+    # Temperature of the centroid prior that `face`/`talk` draw a voice's f_id through (0: off): the
+    # softmax(cos / T)-weighted mean of the shared centroids W, i.e. the voice's estimate pulled onto the
+    # identities G was trained to draw. Retrieval always uses the raw f_id.
+    centroid_prior: float = 0.0
     trained_steps: int = 0  # training steps behind these weights, summed over continued runs (informational)
     audio: AudioConfig = field(default_factory=AudioConfig)
     audio_identity: AudioIdentityConfig = field(default_factory=AudioIdentityConfig)
@@ -160,11 +168,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}")
-    missing = sorted(names - set(data))
+    missing = sorted(names - set(data) - ADDED_KEYS)
     if missing:
         raise ConfigError(f"missing key(s) in {where}: {', '.join(missing)}")
     kwargs = {}
     for name in names:
+        if name not in data:  # one of ADDED_KEYS: its default
+            continue
         value, hint = data[name], hints[name]
         if dataclasses.is_dataclass(hint):
             if isinstance(value, hint):  # already built (e.g. a preset)

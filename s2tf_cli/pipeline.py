@@ -234,6 +234,18 @@ class S2TF:
         return F.normalize(f_id[0], dim=-1)
 
     # ------------------------------------------------------------------------- jobs
+    def drawable_identity(self, f_id: torch.Tensor) -> torch.Tensor:
+        """The f_id that G draws: an unseen voice's estimate lies between the training faces' identities
+        (cosine ~0.3 to the nearest), where G renders smeared mixtures; the centroid prior moves it onto
+        the blend of the centroids it is closest to. Identity when `centroid_prior` is 0."""
+        temperature = self.cfg.centroid_prior
+        if temperature <= 0:
+            return f_id
+        with torch.inference_mode():
+            w = F.normalize(self.model.centroids.weight.float(), dim=-1)
+            weights = torch.softmax((w @ F.normalize(f_id.float(), dim=-1)) / temperature, dim=0)
+            return F.normalize(weights @ w, dim=-1).to(f_id.dtype)
+
     def _sample_identity(self, f_id: torch.Tensor, seed: int) -> torch.Tensor:
         """A plausible neighbour of the voice's identity estimate: a random step of angle ~sample_jitter."""
         gen = torch.Generator().manual_seed(seed)
@@ -268,6 +280,7 @@ class S2TF:
         f_ir = self.silence_content()
         if pose is not None:
             f_ir = f_ir + self.pose_feature(pose, aligned_pose)
+        f_id = self.drawable_identity(f_id)
         out = []
         for k in range(n_samples):
             sample_seed = (seed + k) if seed is not None else (k if k else None)
@@ -297,7 +310,7 @@ class S2TF:
         else:
             wave = self.load_voice(voice)
             src, samples = MemoryMel(self._mel(wave)), len(wave)
-        f_id = self.identity_from_mel(src)
+        f_id = self.drawable_identity(self.identity_from_mel(src))
         if seed is not None:
             f_id = self._sample_identity(f_id, seed)
         f_pose = self.pose_feature(pose, aligned_pose) if pose is not None else None

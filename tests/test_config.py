@@ -43,6 +43,12 @@ def test_missing_key_is_an_error():
         ModelConfig.from_dict(data)
 
 
+def test_a_folder_older_than_an_added_key_loads_with_its_default():
+    data = _dump(preset("tiny"))
+    del data["centroid_prior"]
+    assert ModelConfig.from_dict(data).centroid_prior == 0.0  # 0: the behaviour before the key existed
+
+
 def test_wrong_type_is_an_error():
     data = _dump(preset("tiny"))
     data["audio"]["n_mels"] = "eighty"

@@ -40,6 +40,34 @@ def test_sampled_identity_stays_near_the_estimate(pipeline):
     assert abs(angle - pipeline.cfg.sample_jitter) < 1e-3
 
 
+def test_centroid_prior_pulls_the_identity_onto_the_centroids(pipeline, monkeypatch):
+    f = torch.nn.functional.normalize(torch.randn(pipeline.cfg.id_dim), dim=0)
+    assert torch.equal(pipeline.drawable_identity(f), f), "prior 0 (the default) leaves f_id alone"
+    w = torch.nn.functional.normalize(pipeline.model.centroids.weight.detach(), dim=-1)
+    nearest = w[int(torch.argmax(w @ f))]
+    monkeypatch.setattr(pipeline.cfg, "centroid_prior", 1e-4)
+    sharp = pipeline.drawable_identity(f)
+    assert torch.allclose(sharp, nearest, atol=1e-4), "a cold prior snaps to the nearest centroid"
+    monkeypatch.setattr(pipeline.cfg, "centroid_prior", 100.0)
+    hot = pipeline.drawable_identity(f)
+    mean = torch.nn.functional.normalize(w.mean(0), dim=0)
+    assert torch.allclose(hot, mean, atol=1e-3), "a hot prior tends to the mean centroid"
+    monkeypatch.setattr(pipeline.cfg, "centroid_prior", 0.05)
+    warm = pipeline.drawable_identity(f)
+    assert abs(float(warm.norm()) - 1) < 1e-5 and float(warm @ nearest) > float(f @ nearest)
+
+
+def test_centroid_prior_changes_faces_not_retrieval(pipeline, voices, gallery, monkeypatch):
+    files = sorted(p for p in gallery.rglob("*") if p.is_file())
+    scores = lambda: [(m.path.name, round(m.score, 6)) for m in pipeline.retrieve(voices["low"], files, cache=False)[0]]
+    raw_face, raw_scores = pipeline.face(voices["low"])[0], scores()
+    raw_frames = np.stack(list(pipeline.talk_frames(voices["low"])[1]))
+    monkeypatch.setattr(pipeline.cfg, "centroid_prior", 0.05)
+    assert not np.array_equal(pipeline.face(voices["low"])[0], raw_face)
+    assert not np.array_equal(np.stack(list(pipeline.talk_frames(voices["low"])[1])), raw_frames)
+    assert scores() == raw_scores
+
+
 def test_pose_changes_the_face(pipeline, voices, pose_image):
     frontal = pipeline.face(voices["low"])[0]
     posed = pipeline.face(voices["low"], pose=pose_image)[0]
