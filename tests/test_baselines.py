@@ -108,3 +108,15 @@ def test_ablation_recipes_differ_from_the_default_only_in_their_losses():
     v2f = Voice2FaceRecipe.load(CONFIGS / "baseline-voice2face.json")
     assert v2f.voice_steps + v2f.gan_steps == sum(base["steps"][k] for k in ("visual", "sync", "finetune"))
     assert v2f.batch_size == base["batch_size"] and v2f.model.image_size == base["model"]["image_size"]
+
+
+def test_long_baseline_recipe_matches_the_default_weights_budget():
+    """The same-budget comparison for the shipped weights: the baseline's steps add up to theirs."""
+    from s2tf_cli.baselines.train_voice2face import Voice2FaceRecipe
+    from s2tf_cli.config import ModelConfig
+
+    short = Voice2FaceRecipe.load(CONFIGS / "baseline-voice2face.json")
+    long = Voice2FaceRecipe.load(CONFIGS / "baseline-voice2face-long.json")
+    shipped = ModelConfig.load(CONFIGS.parent / "weights" / "s2tf-cpu" / "config.json")
+    assert long.voice_steps + long.gan_steps == shipped.trained_steps
+    assert long.voice_steps == short.voice_steps and long.batch_size == short.batch_size and long.seed == short.seed
