@@ -17,7 +17,7 @@ from typing import Any, get_type_hints
 FORMAT_VERSION = 1
 
 # Keys a format-1 folder may lack: added later, their default is the behaviour before they existed.
-ADDED_KEYS = frozenset({"centroid_prior"})
+ADDED_KEYS = frozenset({"centroid_prior", "novel_id", "novel_angle"})
 
 
 class ConfigError(ValueError):

@@ -370,3 +370,28 @@ def test_mouth_weight_adds_the_mouth_box_error_only():
     base = plain(fake, real)[0]
     box = 1.0 / (10 * 16)
     torch.testing.assert_close(weighted(fake, real)[0], base + 5.0 * box)
+
+
+def test_novel_identities_turn_each_row_within_the_angle():
+    from s2tf_cli.training.stages import novel_identities
+
+    torch.manual_seed(0)
+    f = torch.nn.functional.normalize(torch.randn(64, 32), dim=-1)
+    g = novel_identities(f * 3.0, 0.8)
+    assert torch.allclose(g.norm(dim=-1), torch.ones(64), atol=1e-5)
+    angles = torch.acos((f * g).sum(-1).clamp(-1, 1))
+    assert float(angles.max()) <= 0.8 + 1e-4 and float(angles.min()) >= 0
+    assert float(angles.std()) > 0.1, "angles spread over the range, not one fixed turn"
+    assert torch.allclose(novel_identities(f, 0.0), f, atol=1e-6)
+
+
+def test_novel_identity_loss_trains_and_logs(prepared_corpus, tmp_path):
+    cfg = _config(prepared_corpus)
+    cfg.steps.visual, cfg.steps.sync = 0, 0
+    cfg.loss.novel_id = 0.5
+    train(cfg, tmp_path / "run", cpu=True)
+    for phase in ("visual-id", "audio-id"):
+        rows = (tmp_path / "run" / f"metrics-finetune-{phase}.csv").read_text().splitlines()
+        header = rows[0].split(",")
+        assert "novel_adv" in header and "loss_d" in header
+        assert float(rows[-1].split(",")[header.index("novel_adv")]) > 0

@@ -23,6 +23,9 @@ class LossWeights:
     id_sync: float = 1.0  # λ_sync^id: Eq. 1 contrastive audio-visual identity loss
     s_sync: float = 1.0  # λ_sync^s: Eq. 3 contrastive content loss
     r1: float = 0.0  # R1 penalty on real images (0: off)
+    novel_id: float = 0.0  # stage 3: L_adv weight on G(f_id*, f_s^a + f_ir^{v1}), f_id* each f_id^a turned a
+    # random angle (up to `novel_angle`) off its own direction. Unseen voices land between the training
+    # faces' identities, where G had no target and drew smears; this asks D to find those faces real too
     adv_start: int = 0  # global step from which L_adv (and the discriminator's training) is on: a
     # reconstruction-only warm-up keeps the generator from collapsing while it is still far from faces
 
@@ -53,6 +56,8 @@ class TrainConfig:
     content_negatives: int = 4  # same-clip, off-sync audio windows per sample after the curriculum switch
     ir_dropout: float = 0.1  # chance of dropping the visual f_ir (stage 1: f_ir^v, stage 3: f_ir^{v1}, keeping
     # f_s^a) so G also learns the pose-free face G(cat(f_id, f_s^a)) that `s2tf face` draws without --pose
+    novel_angle: float = 1.0  # radians: the largest turn of f_id^a for the `novel_id` loss (1.0: ~57°, from
+    # cosine ~0.55 to its own face down to ~0.3, where unseen voices sit)
     real_voice_share: float = 0.0  # share of each audio-stage batch drawn from the people who speak with their
     # own recorded voice (meta.csv voice "real", e.g. RAVDESS): a few dozen beside a thousand synthesized voices,
     # they would otherwise be ~2 % of what the audio encoders hear

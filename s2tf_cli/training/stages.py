@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..models.discriminator import MultiScaleDiscriminator
@@ -32,6 +33,16 @@ def stage_at(cfg: TrainConfig, step: int) -> tuple[str, str]:
         return "sync", "other-ids" if step < s.sync * s.sync_curriculum else "same-id"
     step -= s.sync
     return "finetune", "visual-id" if step < s.finetune // 2 else "audio-id"
+
+
+def novel_identities(f_id: torch.Tensor, max_angle: float) -> torch.Tensor:
+    """Each row of f_id turned by an angle uniform in [0, max_angle] towards a random direction
+    orthogonal to it: unit identities near, but off, the ones the batch has targets for."""
+    u = F.normalize(f_id, dim=-1)
+    r = torch.randn_like(u)
+    r = F.normalize(r - (r * u).sum(-1, keepdim=True) * u, dim=-1)
+    theta = torch.rand(len(u), 1, device=u.device, dtype=u.dtype) * max_angle
+    return torch.cos(theta) * u + torch.sin(theta) * r
 
 
 def trainable(model: S2TFModel, stage: str) -> list[nn.Module]:
@@ -164,6 +175,13 @@ class TrainingModule(nn.Module):
             fake_a = self.model.generate(f_id_a, f_ir)
             loss = loss + self._gan_terms(fake_a, batch["frame"], metrics, "a")
             fake = torch.cat([fake, fake_a])
+        if w.novel_id > 0:  # no target image: only D judges these
+            fake_n = self.model.generate(novel_identities(f_id_a.detach(), self.cfg.novel_angle), f_ir.detach())
+            d_fake = self.discriminator(fake_n)
+            adv = adversarial_g(d_fake) if self.adversarial else d_fake[0][-1].sum() * 0
+            metrics["novel_adv"] = adv.detach()
+            loss = loss + w.novel_id * adv
+            fake = torch.cat([fake, fake_n])
         metrics["loss_g"] = loss.detach()
         return loss, metrics, fake
 
