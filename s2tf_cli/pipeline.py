@@ -28,7 +28,7 @@ from .hub import WeightsSource, load_model, resolve
 from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.inference import fold_batchnorm
 from .models.mel import LOG_FLOOR
-from .models.s2tf import S2TFModel
+from .models.s2tf import S2TFModel, turn
 from .outputs import atomic_path, provenance
 from .precision import select_precision
 
@@ -238,21 +238,15 @@ class S2TF:
         """The f_id that G draws: an unseen voice's estimate lies between the training faces' identities
         (cosine ~0.3 to the nearest), where G renders smeared mixtures; the centroid prior moves it onto
         the blend of the centroids it is closest to. Identity when `centroid_prior` is 0."""
-        temperature = self.cfg.centroid_prior
-        if temperature <= 0:
+        if self.cfg.centroid_prior <= 0:
             return f_id
         with torch.inference_mode():
-            w = F.normalize(self.model.centroids.weight.float(), dim=-1)
-            weights = torch.softmax((w @ F.normalize(f_id.float(), dim=-1)) / temperature, dim=0)
-            return F.normalize(weights @ w, dim=-1).to(f_id.dtype)
+            return self.model.centroids.blend(f_id, self.cfg.centroid_prior)
 
     def _sample_identity(self, f_id: torch.Tensor, seed: int) -> torch.Tensor:
         """A plausible neighbour of the voice's identity estimate: a random step of angle ~sample_jitter."""
         gen = torch.Generator().manual_seed(seed)
-        step = torch.randn(f_id.shape[-1], generator=gen).to(self.device)
-        step = step - (step @ f_id) * f_id  # tangent to the sphere at f_id
-        step = F.normalize(step, dim=-1) * math.tan(self.cfg.sample_jitter)
-        return F.normalize(f_id + step, dim=-1)
+        return turn(f_id, torch.randn(f_id.shape[-1], generator=gen).to(self.device), self.cfg.sample_jitter)
 
     def face(
         self,

@@ -26,6 +26,11 @@ class IdentityCentroids(nn.Module):
         """(B, id_dim) -> (B, num_identities) cosine to every centroid."""
         return F.linear(F.normalize(f_id, dim=-1), F.normalize(self.weight, dim=-1))
 
+    def blend(self, f_id: torch.Tensor, temperature: float) -> torch.Tensor:
+        """(id_dim,) -> the unit softmax(cos / temperature)-weighted mean of the unit centroids."""
+        weights = torch.softmax(self.cosine(f_id.float()[None])[0] / temperature, dim=0)
+        return F.normalize(weights @ F.normalize(self.weight.float(), dim=-1), dim=-1).to(f_id.dtype)
+
     def arcface_logits(self, f_id: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """s * cos(theta + m) for the true class, s * cos(theta) for the others."""
         cos = self.cosine(f_id).clamp(-1 + 1e-7, 1 - 1e-7)

@@ -6,6 +6,8 @@ training checkpoints only.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +20,14 @@ from .generator import StyleGenerator
 from .mel import LogMel
 from .visual_identity import VisualIdentityEncoder
 from .visual_irrelevant import VisualIrrelevantEncoder
+
+
+def turn(f_id: torch.Tensor, noise: torch.Tensor, angle: torch.Tensor | float) -> torch.Tensor:
+    """Unit f_id (..., id_dim) turned by `angle` radians (< pi/2) towards noise's component tangent to it:
+    a nearby point of the angular identity space (sampling around a voice, training off its direction)."""
+    step = noise - (noise * f_id).sum(-1, keepdim=True) * f_id
+    tan = torch.tan(angle) if isinstance(angle, torch.Tensor) else math.tan(angle)
+    return F.normalize(f_id + F.normalize(step, dim=-1) * tan, dim=-1)
 
 
 class S2TFModel(nn.Module):

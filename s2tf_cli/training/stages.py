@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.discriminator import MultiScaleDiscriminator
-from ..models.s2tf import S2TFModel
+from ..models.s2tf import S2TFModel, turn
 from .config import TrainConfig
 from .losses import CentroidLoss, InfoNCE, ReconstructionLoss, VGG19Features, adversarial_d, adversarial_g
 
@@ -39,10 +39,7 @@ def novel_identities(f_id: torch.Tensor, max_angle: float) -> torch.Tensor:
     """Each row of f_id turned by an angle uniform in [0, max_angle] towards a random direction
     orthogonal to it: unit identities near, but off, the ones the batch has targets for."""
     u = F.normalize(f_id, dim=-1)
-    r = torch.randn_like(u)
-    r = F.normalize(r - (r * u).sum(-1, keepdim=True) * u, dim=-1)
-    theta = torch.rand(len(u), 1, device=u.device, dtype=u.dtype) * max_angle
-    return torch.cos(theta) * u + torch.sin(theta) * r
+    return turn(u, torch.randn_like(u), torch.rand(len(u), 1, device=u.device, dtype=u.dtype) * max_angle)
 
 
 def trainable(model: S2TFModel, stage: str) -> list[nn.Module]:
