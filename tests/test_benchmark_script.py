@@ -36,6 +36,15 @@ def test_train_step_figures_on_the_tiny_model(pipeline):
         assert fp32 > 0 and bf16 > 0 and math.isclose(res[f"train step bf16 speed-up, {stage}"], fp32 / bf16)
 
 
+def test_loader_figures_on_a_prepared_corpus(prepared_corpus):
+    from s2tf_cli.baselines.voice2face import tiny_config
+
+    res = _bench().bench_loader(prepared_corpus, steps=2, model_cfg=tiny_config())
+    assert res["baseline batch draw s"] > 0 and res["baseline GAN step s (batch ready)"] > 0
+    assert math.isclose(res["prefetch speed-up"],
+                        res["baseline step s, drawn in the loop"] / res["baseline step s, drawn a step ahead"])
+
+
 def test_talk_figures_and_table(pipeline, voices, tmp_path, tiny_weights):
     bench = _bench()
     res = bench.bench_talk(pipeline, ["--weights", str(tiny_weights), "--device", "cpu"], tmp_path, voices["low"],
