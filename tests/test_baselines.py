@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
@@ -59,6 +60,37 @@ def test_exported_baseline_loads_strictly_and_draws_faces(baseline_run, tmp_path
     assert e.shape == (8,) and abs(float(e.norm()) - 1.0) < 1e-5
     with pytest.raises(UsageError, match="frontal faces only"):
         pipe.face(voices["low"], pose="x.jpg")
+
+
+def test_baseline_continues_from_exported_weights_and_adds_up_its_steps(baseline_run, prepared_corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from s2tf_cli.baselines.train_voice2face import Voice2FaceModel, Voice2FaceRecipe, warm_start
+    from s2tf_cli.baselines.voice2face import tiny_config
+
+    first = tmp_path / "first"
+    assert runner.invoke(app, ["export", str(baseline_run), str(first)]).exit_code == 0
+    fresh = Voice2FaceModel(tiny_config())
+    assert warm_start(fresh, str(first)) == 6
+    shipped = load_file(str(first / "model.safetensors"))
+    assert all(torch.equal(v, shipped[k]) for k, v in fresh.state_dict().items())
+
+    recipe = tmp_path / "more.json"
+    recipe.write_text(json.dumps({"baseline": "voice2face", "model": {"preset": "tiny"}, "init": str(first),
+                                  "voice_steps": 0, "gan_steps": 2, "batch_size": 4, "seed": 1}))  # fmt: skip
+    run = tmp_path / "more"
+    result = runner.invoke(app, ["train", str(recipe), "-o", str(run), "--corpus", str(prepared_corpus)])
+    assert result.exit_code == 0, result.output
+    second = tmp_path / "second"
+    assert runner.invoke(app, ["export", str(run), str(second)]).exit_code == 0
+    assert json.loads((second / "config.json").read_text())["trained_steps"] == 8
+    assert "8 training steps, 2 of them in this run, continued from" in (second / "README.md").read_text()
+    moved = load_file(str(second / "model.safetensors"))
+    assert any(not torch.equal(moved[k], shipped[k]) for k in shipped if k.startswith("generator."))
+
+    other = Voice2FaceRecipe.from_dict({"model": {**tiny_config().to_dict(), "embed_dim": 16}})
+    with pytest.raises(ValueError, match="model config differs"):
+        warm_start(Voice2FaceModel(other.model), str(first))
 
 
 def test_baseline_weights_with_a_stray_tensor_are_refused(baseline_run, tmp_path):

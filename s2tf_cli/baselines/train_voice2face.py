@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 class Voice2FaceRecipe:
     baseline: str = "voice2face"  # tells `s2tf train` which trainer reads this file
     corpus: str = ""
+    init: str = ""  # exported baseline weights to continue (folder or Hub id); D, C and optimisers start afresh
     model: Voice2FaceConfig = field(default_factory=Voice2FaceConfig)
     voice_steps: int = 500  # phase 1: speaker classification of the voice embedder
     gan_steps: int = 2000  # phase 2: G, D and C, embedder frozen
@@ -107,6 +108,7 @@ def train_voice2face(recipe: Voice2FaceRecipe, out: Path, max_steps: int | None 
     }
     restored = checkpoint.load_latest(out / "checkpoints", module, opts, {})
     start = restored[0] if restored else 0
+    init_steps = int(restored[1].get("init_steps", 0)) if restored else warm_start(m, recipe.init) if recipe.init else 0
     a = cfg.audio
     spec = BatchSpec(batch_size=recipe.batch_size, identity_window=int(a.identity_window_s * a.sample_rate),
                      content_window=a.content_window, hop=a.hop_length, context=0, image_size=cfg.image_size,
@@ -131,10 +133,24 @@ def train_voice2face(recipe: Voice2FaceRecipe, out: Path, max_steps: int | None 
         if progress:
             progress(done, stop, row)
         if done % recipe.checkpoint_every == 0 or done == stop:
-            checkpoint.save(out / "checkpoints", done, module, opts, {}, {}, keep=recipe.keep_checkpoints)
-    summary = {"steps": stop, "total_steps": total, "last": row}
+            checkpoint.save(out / "checkpoints", done, module, opts, {}, {"init_steps": init_steps},
+                            keep=recipe.keep_checkpoints)  # fmt: skip
+    summary = {"steps": stop, "total_steps": total, "init": recipe.init, "init_steps": init_steps, "last": row}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def warm_start(model: Voice2FaceModel, weights: str) -> int:
+    """Load exported baseline weights (strict, same model config) into `model`; returns their trained steps."""
+    from ..hub import resolve
+    from .voice2face import load_voice2face
+
+    trained = load_voice2face(resolve(weights))
+    mine = dataclasses.replace(model.cfg, trained_steps=0).to_dict()
+    if dataclasses.replace(trained.cfg, trained_steps=0).to_dict() != mine:
+        raise ValueError(f"{weights}: its model config differs from the recipe's; continue with the same model")
+    model.load_state_dict(trained.state_dict(), strict=True)
+    return trained.cfg.trained_steps
 
 
 def _voice_step(module: Voice2FaceTraining, batch: dict, opts: dict) -> dict:
@@ -194,13 +210,17 @@ def export_voice2face(run: Path, out: Path) -> Path:
     if not found:
         raise FileNotFoundError(f"{run}: no checkpoint found")
     recipe = Voice2FaceRecipe.load(run / "train_config.json")
-    step = int(json.loads((found[0] / "state.json").read_text())["step"])
-    cfg = dataclasses.replace(recipe.model, trained_steps=step)
+    meta = json.loads((found[0] / "state.json").read_text())
+    step = int(meta["step"])
+    init_steps = int(meta.get("extra", {}).get("init_steps", 0))
+    cfg = dataclasses.replace(recipe.model, trained_steps=init_steps + step)
     model = Voice2FaceModel(cfg)
     state = load_file(str(found[0] / "module.safetensors"))
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, strict=True)
+    behind = (f", {step} of them in this run, continued from `{recipe.init}` (its discriminator and classifier "
+              f"started afresh)") if init_steps else ""
     card = (f"---\nlibrary_name: s2tf\ntags: [speech-to-face, baseline]\n---\n\n# Voice2Face-style baseline "
-            f"({step} training steps)\n\nA comparison model for `s2tf eval` (after Wen et al., NeurIPS 2019): voice "
+            f"({init_steps + step} training steps{behind})\n\nA comparison model for `s2tf eval` (after Wen et al., NeurIPS 2019): voice "
             f"embedder + DCGAN generator trained with a discriminator and an identity classifier, on the corpus "
             f"`{recipe.corpus}`. It draws frontal faces only.\n\n{RESPONSIBLE_USE}\n")  # fmt: skip
     return save_folder(model, out, card)
