@@ -239,41 +239,6 @@ def test_visual_batches_skip_the_audio_but_draw_the_same_frames(prepared_corpus)
     assert not torch.equal(full["frame"], draw_batch(corpus, spec, seed=1, step=8, audio=False)["frame"])
 
 
-def test_prefetched_batches_equal_the_batches_drawn_in_the_loop(prepared_corpus):
-    from s2tf_cli.training.corpus import BatchSpec, Corpus, Prefetch, draw_batch
-
-    spec = BatchSpec(batch_size=3, identity_window=8000, content_window=16, hop=160, context=320, image_size=32)
-    ahead = Corpus(prepared_corpus, "train")
-    got = list(Prefetch(lambda s: draw_batch(ahead, spec, seed=2, step=s), range(3, 9), ahead=2))
-    assert [step for step, _ in got] == list(range(3, 9))
-    fresh = Corpus(prepared_corpus, "train")
-    for step, batch in got:
-        want = draw_batch(fresh, spec, seed=2, step=step)
-        assert set(batch) == set(want) and all(torch.equal(batch[k], want[k]) for k in want)
-
-
-def test_prefetch_raises_a_draw_error_at_its_step_and_stops_cleanly():
-    from s2tf_cli.training.corpus import Prefetch
-
-    def draw(step):
-        if step == 4:
-            raise OSError(f"shard of step {step} unreadable")
-        return {"x": torch.tensor([step])}
-
-    seen = []
-    with pytest.raises(OSError, match="step 4"):
-        for step, batch in Prefetch(draw, range(10), ahead=3):
-            seen.append(int(batch["x"]))
-    assert seen == [0, 1, 2, 3]
-    drawn = []
-    for step, _ in Prefetch(lambda s: drawn.append(s) or {}, range(100), ahead=2):
-        if step == 1:
-            break  # leaving early waits for at most the batch in flight
-    assert max(drawn) <= 3
-    with pytest.raises(ValueError, match="at least 1"):
-        Prefetch(draw, range(3), ahead=0)
-
-
 def test_real_voice_share_puts_the_real_speakers_in_every_audio_batch(prepared_corpus):
     import numpy as np
 

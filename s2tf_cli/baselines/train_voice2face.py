@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import ConfigError, _build, load_json, save_json
 from ..training import checkpoint
-from ..training.corpus import BatchSpec, Corpus, Prefetch, draw_batch
+from ..training.corpus import BatchSpec, Corpus, draw_batch
 from .voice2face import Critic, Voice2FaceConfig, Voice2FaceModel
 
 log = logging.getLogger(__name__)
@@ -116,17 +116,14 @@ def train_voice2face(recipe: Voice2FaceRecipe, out: Path, max_steps: int | None 
     total = recipe.voice_steps + recipe.gan_steps
     stop = min(total, max_steps) if max_steps is not None else total
     row: dict = {}
-    batches = Prefetch(lambda s: draw_batch(corpus, spec, recipe.seed, s), range(start, stop))
-    t0 = time.perf_counter()
-    for step, drawn in batches:
+    for step in range(start, stop):
+        t0 = time.perf_counter()
         torch.manual_seed(recipe.seed * 1_000_003 + step * 97)
-        batch = {k: v.to(device) for k, v in drawn.items()}
+        batch = {k: v.to(device) for k, v in draw_batch(corpus, spec, recipe.seed, step).items()}
         phase = "voice" if step < recipe.voice_steps else "gan"
         metrics = _voice_step(module, batch, opts) if phase == "voice" else _gan_step(module, batch, opts)
         done = step + 1
-        t1 = time.perf_counter()  # wall time per step, waiting for its batch included
-        elapsed, t0 = t1 - t0, t1
-        row = {"step": done, "phase": phase, "seconds": round(elapsed, 3),
+        row = {"step": done, "phase": phase, "seconds": round(time.perf_counter() - t0, 3),
                **{k: round(float(v), 5) for k, v in metrics.items()}}  # fmt: skip
         if done % recipe.log_every == 0 or done == stop:
             _append(out / f"metrics-{phase}.jsonl", row)

@@ -7,13 +7,10 @@ of Eq. 1 are then always other people).
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections import OrderedDict, defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -181,32 +178,3 @@ def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int 
     if neg_audio:
         batch["neg_audio"] = torch.from_numpy(np.stack(neg_audio))
     return batch
-
-
-class Prefetch:
-    """Batches of `steps` drawn one step ahead on a worker thread, so decoding and audio augmentation
-    overlap the optimiser step. `draw(step)` must be pure in its step (draw_batch is), which makes the
-    batches, their order and a resumed run's batches the same as drawing them in the loop."""
-
-    def __init__(self, draw: Callable[[int], dict[str, torch.Tensor]], steps: range, ahead: int = 2):
-        if ahead < 1:
-            raise ValueError(f"ahead must be at least 1, not {ahead}")
-        self.draw, self.steps, self.ahead = draw, steps, ahead
-
-    def __iter__(self) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-        steps = iter(self.steps)
-        pending: deque[tuple[int, Future]] = deque()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2tf-batches") as pool:
-            try:
-                for step in itertools.islice(steps, self.ahead):
-                    pending.append((step, pool.submit(self.draw, step)))
-                while pending:
-                    step, future = pending.popleft()
-                    batch = future.result()  # re-raises the worker's error here, at its step
-                    nxt = next(steps, None)
-                    if nxt is not None:
-                        pending.append((nxt, pool.submit(self.draw, nxt)))
-                    yield step, batch
-            finally:
-                for _, future in pending:  # a stopped loop does not wait for batches it will not use
-                    future.cancel()

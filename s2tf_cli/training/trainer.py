@@ -24,7 +24,7 @@ from ..models.s2tf import S2TFModel
 from ..precision import PRECISIONS, native_bf16
 from . import checkpoint
 from .config import TrainConfig
-from .corpus import BatchSpec, Corpus, Prefetch, draw_batch, model_input
+from .corpus import BatchSpec, Corpus, draw_batch, model_input
 from .stages import STAGES, TrainingModule, stage_at
 
 log = logging.getLogger(__name__)
@@ -179,17 +179,14 @@ def train(
     board = _tensorboard(out) if accelerator.is_main_process else None
     current = None
     metrics: dict = {}
-    batches = Prefetch(  # stage 1 hears nothing
-        lambda s: draw_batch(corpus, spec, cfg.seed, s, rank, audio=stage_at(cfg, s)[0] != "visual"),
-        range(start, stop),
-    )
-    t0 = time.perf_counter()
-    for step, drawn in batches:
+    for step in range(start, stop):
+        t0 = time.perf_counter()
         stage, phase = stage_at(cfg, step)
         if stage != current:
             module.set_stage(stage)
             current = stage
         torch.manual_seed(cfg.seed * 1_000_003 + step * 97 + rank)
+        drawn = draw_batch(corpus, spec, cfg.seed, step, rank, audio=stage != "visual")  # stage 1 hears nothing
         batch = {k: v.to(accelerator.device) for k, v in drawn.items()}
         adversarial = step >= cfg.loss.adv_start
         with accelerator.autocast():
@@ -208,8 +205,7 @@ def train(
             metrics["loss_d"] = torch.zeros(())  # the discriminator rests during the warm-up
         if fake is not None:
             _ema_update(ema, model.generator, ema_decay_at(cfg, step))
-        t1 = time.perf_counter()
-        elapsed, t0 = t1 - t0, t1  # wall time per step, waiting for its batch included
+        elapsed = time.perf_counter() - t0
         stage_time[stage] += elapsed
         done = step + 1
         if accelerator.is_main_process:
