@@ -3,7 +3,7 @@
     python benchmarks/run.py                 # default weights, the quick set (a few minutes on 2 cores)
     python benchmarks/run.py --long          # adds talk memory on 10 and 60 minutes of audio (~35 min)
     python benchmarks/run.py --train         # adds a training step, fp32 against bf16 autocast (~3 min)
-    python benchmarks/run.py --loader prep3/ # adds batch drawing against steps, a step ahead or not (~3 min)
+    python benchmarks/run.py --loader prep3/ # adds drawing a training batch against the step it feeds (~1 min)
     python benchmarks/run.py --json out.json --markdown out.md --gallery DIR --weights W --device cuda
 
 Each figure is measured here, never asserted: targets are printed beside them. Cold figures start a
@@ -232,12 +232,12 @@ def bench_train_step(model_cfg, batch: int = 16, repeats: int = 4) -> dict:
 
 
 def bench_loader(corpus_dir: Path, steps: int = 30, model_cfg=None) -> dict:
-    """Batch drawing against the step it feeds, for the Voice2Face baseline's GAN phase on a prepared corpus:
-    drawn in the loop (draw + step, one after the other) against drawn a step ahead (`Prefetch`)."""
+    """Drawing a batch from a prepared corpus (decoding, augmentation) against the GAN step of the
+    Voice2Face baseline it feeds, the cheapest training step here: the loader's share of a step."""
     import torch
 
     from s2tf_cli.baselines.train_voice2face import Voice2FaceRecipe, Voice2FaceTraining, _gan_step
-    from s2tf_cli.training.corpus import BatchSpec, Corpus, Prefetch, draw_batch
+    from s2tf_cli.training.corpus import BatchSpec, Corpus, draw_batch
 
     recipe = Voice2FaceRecipe(model=model_cfg) if model_cfg is not None else Voice2FaceRecipe()
     corpus = Corpus(corpus_dir, "train")
@@ -250,30 +250,17 @@ def bench_loader(corpus_dir: Path, steps: int = 30, model_cfg=None) -> dict:
     a = cfg.audio
     spec = BatchSpec(batch_size=recipe.batch_size, identity_window=int(a.identity_window_s * a.sample_rate),
                      content_window=a.content_window, hop=a.hop_length, context=0, image_size=cfg.image_size)  # fmt: skip
-
-    def draw(step: int) -> dict:
-        return draw_batch(corpus, spec, 0, step)
-
-    _gan_step(module, draw(10_000), opts)  # warm-up
+    _gan_step(module, draw_batch(corpus, spec, 0, 10_000), opts)  # warm-up
     t0 = time.perf_counter()
     for step in range(steps):
-        batch = draw(step)
+        batch = draw_batch(corpus, spec, 0, step)
     t_draw = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
-    for step in range(steps):
+    for _ in range(steps):
         _gan_step(module, batch, opts)
     t_step = (time.perf_counter() - t0) / steps
-    t0 = time.perf_counter()
-    for step in range(steps):
-        _gan_step(module, draw(steps + step), opts)
-    t_loop = (time.perf_counter() - t0) / steps
-    t0 = time.perf_counter()
-    for _, batch in Prefetch(draw, range(2 * steps, 3 * steps)):
-        _gan_step(module, batch, opts)
-    t_ahead = (time.perf_counter() - t0) / steps
     return {"baseline batch draw s": t_draw, "baseline GAN step s (batch ready)": t_step,
-            "baseline step s, drawn in the loop": t_loop, "baseline step s, drawn a step ahead": t_ahead,
-            "prefetch speed-up": t_loop / t_ahead}  # fmt: skip
+            "batch draw share of a baseline step": t_draw / (t_draw + t_step)}
 
 
 def profile_top(work, top: int = 3) -> list[str]:
@@ -310,7 +297,7 @@ def main() -> None:
                          "does not depend on it; a lower rate only shortens the run)")  # fmt: skip
     ap.add_argument("--train", action="store_true", help="also a training step of the weights' model, fp32 vs bf16")
     ap.add_argument("--loader", type=Path, default=None, metavar="CORPUS",
-                    help="also batch drawing against training steps on this prepared corpus (~3 min)")
+                    help="also drawing a training batch against the step it feeds, on this prepared corpus (~1 min)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()

@@ -239,6 +239,21 @@ def test_visual_batches_skip_the_audio_but_draw_the_same_frames(prepared_corpus)
     assert not torch.equal(full["frame"], draw_batch(corpus, spec, seed=1, step=8, audio=False)["frame"])
 
 
+def test_audio_augmentation_keeps_length_and_range_and_follows_its_generator():
+    import numpy as np
+
+    from s2tf_cli.training import augment
+
+    rng = np.random.default_rng(0)
+    wave = (0.3 * np.sin(np.arange(16000) * 0.05) + 0.05 * rng.standard_normal(16000)).astype(np.float32)
+    outs = [augment.audio(wave, 16000, np.random.default_rng(s)) for s in (1, 1, 2)]
+    assert all(o.shape == wave.shape and o.dtype == np.float32 and np.abs(o).max() <= 1 for o in outs)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+    ir = rng.standard_normal(4000).astype(np.float32) * np.exp(-np.arange(4000) / 800).astype(np.float32)
+    np.testing.assert_allclose(augment.reverberate(wave, ir), np.convolve(wave, ir)[:16000], atol=1e-4)
+
+
 def test_real_voice_share_puts_the_real_speakers_in_every_audio_batch(prepared_corpus):
     import numpy as np
 
