@@ -30,4 +30,11 @@ REGISTRY: dict[str, RegistryEntry] = {
         sha256="3189969dc1142440e5a989201a56d3854a90842f5bedb1c8c976f3156d2ca5c5",
         description="CPU preset (128 px), trained by this project; the default",
     ),
+    "voice2face-cpu": RegistryEntry(
+        name="voice2face-cpu",
+        repo_id="s2tf/voice2face-cpu",
+        embedded="voice2face-cpu",
+        sha256="027186db9d99ef783b95ff1ef3f1b75fca9544dc5f259921535f52c1517e09e7",
+        description="the Voice2Face-style comparison baseline of `s2tf eval` (faces from voices only)",
+    ),
 }

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from s2tf_cli.hub import load_model, resolve
 from s2tf_cli.registry import DEFAULT_WEIGHTS, REGISTRY
@@ -41,3 +42,20 @@ def test_default_draws_deterministic_distinct_faces(monkeypatch):
     assert np.array_equal(a1, a2)
     assert np.abs(a1.astype(int) - b.astype(int)).mean() > 2.0, "two speakers, two faces"
     assert a1.std() > 20, "an image with structure, not a flat field"
+
+
+def test_embedded_baseline_is_pinned_and_loads_as_the_voice2face_pipeline():
+    from s2tf_cli.baselines.voice2face import Voice2FacePipeline, load_pipeline
+    from s2tf_cli.errors import WeightsError
+    from s2tf_cli.pipeline import S2TF
+
+    source = resolve("voice2face-cpu")
+    assert source.kind == "embedded" and source.sha256 == REGISTRY["voice2face-cpu"].sha256
+    pipe = load_pipeline("voice2face-cpu", device="cpu")
+    assert isinstance(pipe, Voice2FacePipeline) and pipe.cfg.trained_steps > 0
+    face = pipe.face(EXAMPLES / "voice_b.wav")[0]
+    assert face.shape == (pipe.cfg.image_size, pipe.cfg.image_size, 3) and face.std() > 10
+    card = (source.folder / "README.md").read_text()
+    assert "estimate" in card and "baseline" in card
+    with pytest.raises(WeightsError, match="unknown key"):  # not an S2TF model: `face` refuses it
+        S2TF.from_pretrained("voice2face-cpu", device="cpu")
