@@ -34,7 +34,7 @@ REGISTRY: dict[str, RegistryEntry] = {
         name="voice2face-cpu",
         repo_id="s2tf/voice2face-cpu",
         embedded="voice2face-cpu",
-        sha256="027186db9d99ef783b95ff1ef3f1b75fca9544dc5f259921535f52c1517e09e7",
+        sha256="52e7b4ff5edeb2bf0d2fdf8e1021b4050b257af033e5c3d12517fe0488cd080b",
         description="the Voice2Face-style comparison baseline of `s2tf eval` (faces from voices only)",
     ),
 }
