@@ -236,20 +236,15 @@ def bench_loader(corpus_dir: Path, steps: int = 30, model_cfg=None) -> dict:
     Voice2Face baseline it feeds, the cheapest training step here: the loader's share of a step."""
     import torch
 
-    from s2tf_cli.baselines.train_voice2face import Voice2FaceRecipe, Voice2FaceTraining, _gan_step
-    from s2tf_cli.training.corpus import BatchSpec, Corpus, draw_batch
+    from s2tf_cli.baselines.train_voice2face import (Voice2FaceRecipe, Voice2FaceTraining, _gan_step, batch_spec,
+                                                     optimizers)  # fmt: skip
+    from s2tf_cli.training.corpus import Corpus, draw_batch
 
     recipe = Voice2FaceRecipe(model=model_cfg) if model_cfg is not None else Voice2FaceRecipe()
     corpus = Corpus(corpus_dir, "train")
-    cfg = recipe.model
     torch.manual_seed(0)
-    module = Voice2FaceTraining(cfg)
-    betas = tuple(recipe.betas)
-    opts = {k: torch.optim.Adam(p, recipe.lr, betas=betas) for k, p in (("g", module.model.generator.parameters()),
-            ("d", module.discriminator.parameters()), ("c", module.classifier.parameters()))}  # fmt: skip
-    a = cfg.audio
-    spec = BatchSpec(batch_size=recipe.batch_size, identity_window=int(a.identity_window_s * a.sample_rate),
-                     content_window=a.content_window, hop=a.hop_length, context=0, image_size=cfg.image_size)  # fmt: skip
+    module = Voice2FaceTraining(recipe.model)
+    opts, spec = optimizers(module, recipe), batch_spec(recipe)
     _gan_step(module, draw_batch(corpus, spec, 0, 10_000), opts)  # warm-up
     t0 = time.perf_counter()
     for step in range(steps):

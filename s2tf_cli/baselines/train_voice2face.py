@@ -99,20 +99,14 @@ def train_voice2face(recipe: Voice2FaceRecipe, out: Path, max_steps: int | None 
     torch.manual_seed(recipe.seed)
     module = Voice2FaceTraining(cfg).to(device)
     m = module.model
-    betas = tuple(recipe.betas)
-    opts = {
-        "voice": torch.optim.Adam([*m.voice.parameters(), *module.speaker_head.parameters()], recipe.voice_lr),
-        "g": torch.optim.Adam(m.generator.parameters(), recipe.lr, betas=betas),
-        "d": torch.optim.Adam(module.discriminator.parameters(), recipe.lr, betas=betas),
-        "c": torch.optim.Adam(module.classifier.parameters(), recipe.lr, betas=betas),
-    }
+    opts = optimizers(module, recipe)
     restored = checkpoint.load_latest(out / "checkpoints", module, opts, {})
-    start = restored[0] if restored else 0
-    init_steps = int(restored[1].get("init_steps", 0)) if restored else warm_start(m, recipe.init) if recipe.init else 0
-    a = cfg.audio
-    spec = BatchSpec(batch_size=recipe.batch_size, identity_window=int(a.identity_window_s * a.sample_rate),
-                     content_window=a.content_window, hop=a.hop_length, context=0, image_size=cfg.image_size,
-                     audio_augment=recipe.audio_augment)  # fmt: skip
+    start, init_steps = 0, 0
+    if restored:
+        start, init_steps = restored[0], int(restored[1].get("init_steps", 0))
+    elif recipe.init:
+        init_steps = warm_start(m, recipe.init)
+    spec = batch_spec(recipe)
     total = recipe.voice_steps + recipe.gan_steps
     stop = min(total, max_steps) if max_steps is not None else total
     row: dict = {}
@@ -135,6 +129,24 @@ def train_voice2face(recipe: Voice2FaceRecipe, out: Path, max_steps: int | None 
     summary = {"steps": stop, "total_steps": total, "init": recipe.init, "init_steps": init_steps, "last": row}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def optimizers(module: Voice2FaceTraining, recipe: Voice2FaceRecipe) -> dict[str, torch.optim.Optimizer]:
+    m, betas = module.model, tuple(recipe.betas)
+    return {
+        "voice": torch.optim.Adam([*m.voice.parameters(), *module.speaker_head.parameters()], recipe.voice_lr),
+        "g": torch.optim.Adam(m.generator.parameters(), recipe.lr, betas=betas),
+        "d": torch.optim.Adam(module.discriminator.parameters(), recipe.lr, betas=betas),
+        "c": torch.optim.Adam(module.classifier.parameters(), recipe.lr, betas=betas),
+    }
+
+
+def batch_spec(recipe: Voice2FaceRecipe) -> BatchSpec:
+    """S2TF's batches without the content windows: the baseline hears only the identity window."""
+    a, size = recipe.model.audio, recipe.model.image_size
+    return BatchSpec(batch_size=recipe.batch_size, identity_window=int(a.identity_window_s * a.sample_rate),
+                     content_window=a.content_window, hop=a.hop_length, context=0, image_size=size,
+                     audio_augment=recipe.audio_augment)  # fmt: skip
 
 
 def warm_start(model: Voice2FaceModel, weights: str) -> int:
