@@ -27,6 +27,9 @@ def data_synth(
     clips: Annotated[int, typer.Option("--clips-per-identity", "-k", help="Clips per face identity.")] = 4,
     real_clips: Annotated[int, typer.Option("--real-clips-per-identity", help="Clips per real voice.")] = 20,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    face_voice: Annotated[float, typer.Option("--face-voice", min=0.0, max=1.0, help="Share (0-1) of pitch, "
+                                              "vocal-tract scale, tilt and rate set by the face's own embedding, "
+                                              "beyond its gender and age labels; 0: labels and chance only.")] = 0.0,
     workers: Annotated[int, typer.Option("--workers", "-j")] = 2,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -41,7 +44,7 @@ def data_synth(
             raise UsageError(f"{folder}: no such folder")
     opts = SynthOptions(
         out, identities=identities, clips_per_identity=clips, real_clips_per_identity=real_clips,
-        seed=seed, workers=workers,
+        seed=seed, workers=workers, face_voice=face_voice,
     )
     total = len(choose_identities(faces, real_voices, identities, seed))
     with _progress() as bar:

@@ -43,6 +43,7 @@ class SynthOptions:
     seed: int = 0
     workers: int = 2
     size: int = FRAME_SIZE
+    face_voice: float = 0.0  # share of pitch/tract/tilt/rate spread set by the face itself (`voices.face_scores`)
 
 
 def choose_identities(face_dirs: list[Path], real_dirs: list[Path], count: int | None, seed: int) -> list[Identity]:
@@ -111,6 +112,14 @@ def apparent_gender(image: np.ndarray) -> str | None:
     return classifier(image).gender
 
 
+def face_voice_scores(images: list[np.ndarray]) -> np.ndarray:
+    """The face scores (`voices.face_scores`) of one person's photos, by dlib's embedder (`s2tf[data]`)."""
+    from ..evaluation.embedder import FaceEmbedder
+    from .voices import face_scores
+
+    return face_scores(FaceEmbedder().embed_many(images))
+
+
 def _write_clip(path: Path, frames: list[np.ndarray], wave: np.ndarray, size: int) -> None:
     import soundfile as sf
 
@@ -147,9 +156,12 @@ def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
     if not ident.voices:
         labelled = ident.gender in ("male", "female")
         apparent = None if labelled else apparent_gender(usable[0][1])
-        profile = voice_profile(ident, rng, apparent)
+        face_z = face_voice_scores([image for _, image, _ in usable]) if opts.face_voice else None
+        profile = voice_profile(ident, rng, apparent, face_z, opts.face_voice)
         source = "label" if labelled else "photo" if apparent else "random"
         voice_meta = {**profile.to_dict(), "gender_from": source}
+        if face_z is not None:
+            voice_meta.update(face_share=opts.face_voice, face_z=[round(float(z), 4) for z in face_z])
     for clip in range(n_clips):
         photo, image, marks = usable[clip % len(usable)]
         if profile is not None:
