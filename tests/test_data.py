@@ -13,7 +13,7 @@ from s2tf_cli.data.animate import (
 from s2tf_cli.data.espeak import Espeak, Phoneme
 from s2tf_cli.data.prepare import PrepareOptions, find_clips, prepare_corpus, split_of
 from s2tf_cli.data.sources import Identity, face_identities, real_voice_identities
-from s2tf_cli.data.voices import speak, voice_profile
+from s2tf_cli.data.voices import face_directions, face_scores, speak, voice_profile
 from s2tf_cli.images import load_image
 
 
@@ -55,6 +55,42 @@ def test_synthetic_voices_speak_at_adult_pitch():
           for g in ("male", "female")}  # fmt: skip
     assert all(85 < f < 165 for f in f0["male"]), f0
     assert all(165 < f < 260 for f in f0["female"]), f0
+
+
+def test_face_share_ties_the_voice_to_the_face_and_keeps_the_random_draws():
+    """`face_share` s: pitch, tract, tilt and rate correlate ~s with the face's scores, their spread
+    stays, and every other setting (and share 0) is what the same seed gave before the option."""
+    person = Identity("p", [], gender="male", age=35)
+    zs = np.random.default_rng(99).standard_normal((300, 4))
+    plain = [voice_profile(person, np.random.default_rng(i)) for i in range(300)]
+    zero = [voice_profile(person, np.random.default_rng(i), face_z=zs[i], face_share=0.0) for i in range(300)]
+    tied = [voice_profile(person, np.random.default_rng(i), face_z=zs[i], face_share=0.8) for i in range(300)]
+    assert zero == plain
+    for a, b in zip(plain, tied):
+        assert (a.variant, a.pitch_range, a.wordgap) == (b.variant, b.pitch_range, b.wordgap)
+    for k, name in enumerate(["pitch", "tract", "tilt", "rate"]):
+        before = np.array([getattr(p, name) for p in plain], float)
+        after = np.array([getattr(p, name) for p in tied], float)
+        assert np.corrcoef(after, zs[:, k])[0, 1] > 0.65, name
+        assert abs(np.corrcoef(before, zs[:, k])[0, 1]) < 0.2, name
+        assert 0.75 < after.std() / before.std() < 1.25, name
+    with pytest.raises(ValueError, match="needs the face's scores"):
+        voice_profile(person, np.random.default_rng(0), face_share=0.5)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        voice_profile(person, np.random.default_rng(0), face_z=zs[0], face_share=1.5)
+
+
+def test_face_scores_are_population_z_scores_of_the_mean_embedding():
+    from s2tf_cli.data.voices import FACE_PROJECTION_MEAN, FACE_PROJECTION_SD
+
+    d = face_directions()
+    assert np.allclose(np.linalg.norm(d, axis=1), 1) and np.array_equal(d, face_directions())
+    at_mean = np.linalg.pinv(d) @ FACE_PROJECTION_MEAN  # an embedding projecting onto the population mean
+    assert np.allclose(face_scores(at_mean[None]), 0, atol=1e-9)
+    one_sd = at_mean + np.linalg.pinv(d) @ (FACE_PROJECTION_SD * np.array([1, 0, 0, -2]))
+    assert np.allclose(face_scores(one_sd[None]), [1, 0, 0, -2])
+    photos = np.random.default_rng(0).standard_normal((3, 128)) * 0.1
+    assert np.allclose(face_scores(photos), face_scores(photos.mean(0, keepdims=True)))
 
 
 def test_sources_read_labels(face_folders):
@@ -260,6 +296,31 @@ def test_cli_data_synth_then_prepare(face_folders, tmp_path):
     result = runner.invoke(app, ["data", "prepare", str(raw), str(prepared), "--size", "32", "-j", "1"])
     assert result.exit_code == 0, result.output
     assert len((prepared / "manifest.jsonl").read_text().splitlines()) == 1
+
+
+def test_cli_data_synth_face_voice(face_folders, tmp_path):
+    """`--face-voice`: the voice records the face's scores and keeps the settings chance gave it; a
+    share outside [0, 1] is refused before anything is written."""
+    from typer.testing import CliRunner
+
+    from s2tf_cli.cli import app
+
+    runner = CliRunner()
+    voices = []
+    for share in ("0", "0.8"):
+        out = tmp_path / share
+        result = runner.invoke(app, ["data", "synth", str(out), "--faces", str(face_folders["celeb"]), "-n", "1",
+                                     "-k", "1", "-j", "1", "--seed", "4", "--face-voice", share])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        voices.append(json.loads(next(out.glob("*/voice.json")).read_text()))
+    plain, tied = voices
+    assert "face_z" not in plain and tied["face_share"] == 0.8
+    assert len(tied["face_z"]) == 4 and all(np.isfinite(tied["face_z"])) and any(tied["face_z"])
+    assert all(plain[k] == tied[k] for k in ("variant", "pitch_range", "wordgap", "gender_from"))
+    result = runner.invoke(app, ["data", "synth", str(tmp_path / "bad"), "--faces", str(face_folders["celeb"]),
+                                 "--face-voice", "1.5"])  # fmt: skip
+    assert result.exit_code == 2 and "--face-voice" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_data_synth_needs_a_source(tmp_path):

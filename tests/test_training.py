@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
-from s2tf_cli.config import preset
+from s2tf_cli.config import ConfigError, preset
 from s2tf_cli.training.config import TrainConfig
 from s2tf_cli.training.stages import stage_at
 from s2tf_cli.training.trainer import train
@@ -222,6 +222,36 @@ def test_continue_from_exported_weights(prepared_corpus, tmp_path):
     bad.init = str(first)
     with pytest.raises(ValueError, match="does not match"):
         train(bad, tmp_path / "bad", cpu=True)
+
+
+def test_reinit_restarts_the_named_parts_and_keeps_the_rest(prepared_corpus, tmp_path):
+    """`reinit` with `init`: E_id^a starts from the recipe's fresh weights, everything else from the
+    exported ones (stage 1 leaves both audio encoders untouched, so they show which start they had)."""
+    from s2tf_cli.training.export import export
+    from s2tf_cli.training.stages import TrainingModule
+
+    cfg = _config(prepared_corpus)
+    cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 1, 1, 0
+    train(cfg, tmp_path / "first", cpu=True)
+    first = load_file(str(export(tmp_path / "first", tmp_path / "w1") / "model.safetensors"))
+
+    cfg.init, cfg.reinit = str(tmp_path / "w1"), ["audio_identity"]
+    cfg.steps.visual, cfg.steps.sync = 1, 0
+    train(cfg, tmp_path / "second", cpu=True)
+    second = load_file(str(export(tmp_path / "second", tmp_path / "w2") / "model.safetensors"))
+    torch.manual_seed(cfg.seed)
+    fresh = TrainingModule(cfg, None).model.state_dict()
+    audio_id = [k for k in second if k.startswith("audio_identity.")]
+    audio_content = [k for k in second if k.startswith("audio_content.")]
+    assert audio_id and audio_content
+    assert all(torch.equal(second[k], fresh[k]) for k in audio_id)
+    assert not all(torch.equal(second[k], first[k]) for k in audio_id), "stage 2 of the first run trained it"
+    assert all(torch.equal(second[k], first[k]) for k in audio_content)
+
+    with pytest.raises(ConfigError, match="unknown model part.*voice"):
+        TrainConfig.from_dict({"model": {"preset": "tiny"}, "init": "x", "reinit": ["voice"]})
+    with pytest.raises(ConfigError, match="'reinit' needs 'init'"):
+        TrainConfig.from_dict({"model": {"preset": "tiny"}, "reinit": ["audio_identity"]})
 
 
 def test_visual_batches_skip_the_audio_but_draw_the_same_frames(prepared_corpus):

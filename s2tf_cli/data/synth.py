@@ -157,7 +157,7 @@ def synth_identity(index: int, ident: Identity, opts: SynthOptions) -> dict:
         labelled = ident.gender in ("male", "female")
         apparent = None if labelled else apparent_gender(usable[0][1])
         face_z = face_voice_scores([image for _, image, _ in usable]) if opts.face_voice else None
-        profile = voice_profile(ident, rng, apparent, face_z, opts.face_voice)
+        profile = voice_profile(ident, rng, apparent, face_z=face_z, face_share=opts.face_voice)
         source = "label" if labelled else "photo" if apparent else "random"
         voice_meta = {**profile.to_dict(), "gender_from": source}
         if face_z is not None:

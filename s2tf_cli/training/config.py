@@ -11,6 +11,9 @@ from typing import Any
 from ..config import ConfigError, ModelConfig, _build, load_json, preset, save_json
 
 
+MODEL_PARTS = ("audio_identity", "audio_content", "visual_identity", "visual_irrelevant", "centroids", "generator")
+
+
 @dataclass
 class LossWeights:
     """Eq. 7: L_all = L_adv + λr L_rec + λc L_c + λ_id L_sync^id + λ_s L_sync^s (paper: all λ = 1)."""
@@ -46,6 +49,8 @@ class TrainConfig:
     init: str = ""  # weights (folder, registry name or Hub id) to continue from instead of a random start
     imprint_centroids: bool = False  # with `init`: W rows start at each training identity's mean f_id^v
     # (for continuing on a corpus whose people differ from the ones the weights were trained on)
+    reinit: list[str] = field(default_factory=list)  # with `init`: model parts that start afresh instead
+    # (e.g. ["audio_identity"] to retrain E_id^a alone on a corpus whose voices differ, for an ablation)
     steps: StageSteps = field(default_factory=StageSteps)
     loss: LossWeights = field(default_factory=LossWeights)
     batch_size: int = 16  # per process
@@ -77,6 +82,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.real_voice_share <= 1.0:
             raise ConfigError(f"train config 'real_voice_share' must be in [0, 1], not {self.real_voice_share}")
+        unknown = sorted(set(self.reinit) - set(MODEL_PARTS))
+        if unknown:
+            raise ConfigError(f"train config 'reinit': unknown model part(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(MODEL_PARTS)}")  # fmt: skip
+        if self.reinit and not self.init:
+            raise ConfigError("train config 'reinit' needs 'init' (a random start is fresh already)")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -8,6 +8,7 @@ run continues exactly where it stopped.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -81,8 +82,6 @@ def ema_decay_at(cfg: TrainConfig, step: int) -> float:
 
 def _sample_grid(module: TrainingModule, batch: dict, ema: dict, path: Path) -> None:
     """Real frames over reconstructions with the EMA generator (visual features)."""
-    import copy
-
     from ..images import grid, png_bytes, to_uint8
     from ..outputs import write_bytes_atomic
 
@@ -153,8 +152,14 @@ def train(
         if accelerator.is_main_process:
             _truncate_logs(out, start)
     elif cfg.init:
+        fresh = {part: copy.deepcopy(getattr(model, part).state_dict()) for part in cfg.reinit}
         init_steps = warm_start(module, ema, cfg.init)
         log.info("continuing from %s (%d steps behind it)", cfg.init, init_steps)
+        for part, state in fresh.items():
+            getattr(model, part).load_state_dict(state, strict=True)
+            log.info("%s starts afresh", part)
+        if "generator" in fresh:
+            ema.update({k: v.detach().clone() for k, v in model.generator.state_dict().items()})
         if cfg.imprint_centroids:
             log.info("centroids imprinted for %d training identities", imprint_centroids(model, corpus))
     wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
