@@ -4,10 +4,12 @@ the report, the pictures with provenance, and its errors."""
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
+from s2tf_cli.cli_eval import ORACLE_ROW
 
 runner = CliRunner()
 
@@ -22,6 +24,8 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
                                  "--report", str(tmp_path / "eval.md"), "--figures", str(tmp_path / "fig")])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
+    oracle = rows.pop(ORACLE_ROW)
+    assert oracle["people"] == 4 and oracle["R@5"] == oracle["voice R@5"] == 100.0 and 0 <= oracle["R@1"] <= 100
     (row,) = rows.values()
     assert row["people"] == 4
     assert -1.0 <= row["cosine"] <= 1.0 and row["l1"] >= 0
@@ -101,6 +105,26 @@ def test_matched_negatives_share_gender_age_group_and_ethnicity():
     assert pairs(("age",)) == {(0, 1), (1, 0)}
     assert pairs(("gender",)) == {(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (3, 4), (4, 3)}
     assert len(pairs(())) == 20
+
+
+def test_label_oracle_ranks_by_gender_then_age_group():
+    """4 men in their 30s, 4 women in their 30s, 4 women in their 70s: knowing gender and age group
+    leaves each true face level with 3 others (R@1 25, R@4 100); against a same-gender negative a man
+    can only tie (50), a woman wins over the other age group's 4 and ties with her own group's 3."""
+    from s2tf_cli.evaluation.protocol import Person, label_oracle_metrics, label_oracle_scores
+
+    face, voice = np.zeros((8, 8, 3), np.uint8), np.zeros(16, np.float32)
+    labels = [("male", "32")] * 4 + [("female", "33")] * 4 + [("female", "71")] * 4
+    people = [Person(f"p{i}", voice, face, gender=g, age=a) for i, (g, a) in enumerate(labels)]
+    scores = label_oracle_scores(people)
+    assert scores[0, 1] == 3 and scores[0, 4] == 1 and scores[4, 8] == 2 and scores[4, 5] == 3
+    row = label_oracle_metrics(people)
+    assert row["R@1"] == pytest.approx(25.0) and row["voice R@1"] == row["R@1"] and row["R@5"] == 100.0
+    women = (4 + 0.5 * 3) / 7 * 100
+    assert row["AUC G"] == pytest.approx((4 * 3 * 50 + 8 * 7 * women) / (4 * 3 + 8 * 7))
+    assert row["AUC G trials"] == 4 * 3 + 8 * 7
+    unknown = [Person("u", voice, face), Person("v", voice, face)]
+    assert label_oracle_scores(unknown).tolist() == [[0, 0], [0, 0]], "a missing label agrees with nothing"
 
 
 def test_evaluation_announces_how_much_it_will_count(prepared_corpus, pipeline):

@@ -25,6 +25,18 @@ def test_ranks_count_ties_against_the_query():
     assert M.ranks(scores, [0, 1]).tolist() == [2, 2]
 
 
+def test_expected_recall_breaks_ties_at_random():
+    """Distinct scores: the plain recall. All level: k/n exactly. Ten of each gender and a ranker that
+    knows only gender: the true face is one of 10 level candidates."""
+    g = np.eye(20)
+    assert M.expected_recall_at(g, range(20)) == M.recall_at(g, range(20)) == {1: 100.0, 5: 100.0, 10: 100.0}
+    assert M.expected_recall_at(np.zeros((20, 20)), range(20), ks=(1, 5, 20)) == pytest.approx({1: 5.0, 5: 25.0, 20: 100.0})
+    gender = np.repeat([0, 1], 10)
+    same = (gender[:, None] == gender[None, :]).astype(float)
+    assert M.expected_recall_at(same, range(20), ks=(1, 5, 10, 11)) == pytest.approx({1: 10.0, 5: 50.0, 10: 100.0, 11: 100.0})
+    assert M.recall_at(same, range(20), ks=(5, 10)) == {5: 0.0, 10: 100.0}, "ties against the query"
+
+
 def test_random_ranker_recall_is_near_k_over_n():
     rng = np.random.default_rng(1)
     scores = rng.standard_normal((4000, 100))

@@ -44,6 +44,18 @@ def recall_at(scores: np.ndarray, truth: Sequence[int], ks: Sequence[int] = (1, 
     return {k: float(100.0 * np.mean(r <= k)) for k in ks}
 
 
+def expected_recall_at(scores: np.ndarray, truth: Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+    """`recall_at` of a ranker that breaks ties uniformly at random, in expectation: with a items
+    scored above the true one and b (itself included) level with it, the true item's rank is uniform
+    on a+1..a+b. For coarse scorers (a label oracle) whose ties are the rule."""
+    scores = np.asarray(scores, np.float64)
+    truth = np.asarray(truth)
+    own = scores[np.arange(len(truth)), truth][:, None]
+    above = np.sum(scores > own, axis=1)
+    level = np.sum(scores == own, axis=1)
+    return {k: float(100.0 * np.mean(np.clip((k - above) / level, 0.0, 1.0))) for k in ks}
+
+
 def matching_trials(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per voice i, the percentage of its 1:2 trials (own face i against face j, for each j `allowed[i, j]`
     admits) that the own face wins, ties half (NaN with no trial), and its number of trials."""

@@ -96,6 +96,10 @@ def real_people(folder: Path, size: int) -> list[Person]:
     return people
 
 
+# 1:2 matching's negatives: anyone, or people matched on gender / ethnicity / age group / all three
+MATCHED_ON = {"rand": (), "G": ("gender",), "N": ("ethnicity",), "A": ("age",), "GNA": ("gender", "ethnicity", "age")}
+
+
 def _label(person: Person, key: str) -> str | None:
     """The label negatives are matched on; ages by group (`age_group`), as the paper matches them."""
     value = getattr(person, key)
@@ -112,6 +116,30 @@ def _matched(people: list[Person], keys: tuple[str, ...]) -> np.ndarray:
     codes = np.array([index[label] for label in labels], dtype=int)
     known = np.array([None not in label for label in labels], dtype=bool)
     return (codes[:, None] == codes[None, :]) & known[:, None] & known[None, :]
+
+
+def label_oracle_scores(people: list[Person]) -> np.ndarray:
+    """(n, n) scores of a ranker that knows each voice's gender and age group and nothing else about
+    the face: gender agreement first, then age group (an unknown label agrees with nothing). A voice
+    that carries only its speaker's labels cannot rank faces better than this, in expectation."""
+    scores = np.zeros((len(people), len(people)))
+    for weight, key in ((2.0, "gender"), (1.0, "age")):
+        labels = [_label(p, key) for p in people]
+        scores += weight * np.array([[a is not None and a == b for b in labels] for a in labels])
+    return scores
+
+
+def label_oracle_metrics(people: list[Person]) -> dict:
+    """Retrieval and 1:2 matching of the label oracle (`label_oracle_scores`), ties broken at random:
+    the ceiling for voices whose only tie to the face is its labels."""
+    scores = label_oracle_scores(people)
+    truth = list(range(len(people)))
+    out: dict = {"people": len(people)}
+    for prefix in ("", "voice "):  # both queries, the generated face and the voice, meet the same ceiling
+        out.update({f"{prefix}R@{k}": v for k, v in M.expected_recall_at(scores, truth).items()})
+    for name, keys in MATCHED_ON.items():
+        out[f"AUC {name}"], out[f"AUC {name} trials"] = M.matching_auc(scores, _matched(people, keys))
+    return out
 
 
 def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None = None) -> dict:
@@ -158,8 +186,7 @@ def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor) -
     out.update({f"voice R@{k}": v for k, v in M.recall_at(voice_scores, truth).items()})
     out["voice R@5 ±"] = M.bootstrap_se(100.0 * (M.ranks(voice_scores, truth) <= 5))
     # 1:2 matching: every other person as the negative, or every one matched on the labels
-    for name, keys in {"rand": (), "G": ("gender",), "N": ("ethnicity",), "A": ("age",),
-                       "GNA": ("gender", "ethnicity", "age")}.items():  # fmt: skip
+    for name, keys in MATCHED_ON.items():
         allowed = _matched(people, keys)
         out[f"AUC {name}"], out[f"AUC {name} trials"] = M.matching_auc(voice_scores, allowed)
         out[f"AUC {name} ±"] = M.bootstrap_se(*M.matching_trials(voice_scores, allowed))
