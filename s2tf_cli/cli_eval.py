@@ -22,7 +22,7 @@ COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R
            "real talk gap quiet", "real talk gap loud", "real talk mouth-loudness corr", "real frontal gap",
            "faces_per_s", "frames_per_s", "device"]  # fmt: skip
 
-ORACLE_ROW = "label oracle (gender, age group)"
+ORACLE_ROW = "label oracle"
 
 
 def _fmt(v, column: str = "") -> str:
@@ -58,9 +58,9 @@ def eval_cmd(
     syncnet: Annotated[Path | None, typer.Option("--syncnet", help="Lip-sync expert folder (`s2tf syncnet`), "
                                                  "or `syncnet-cpu` (the embedded one), for sync offset and "
                                                  "confidence.")] = None,
-    label_oracle: Annotated[bool, typer.Option("--label-oracle/--no-label-oracle", help="Add the row of a ranker "
-                                               "that knows each voice's gender and age group and nothing else: "
-                                               "the ceiling for voices tied to faces by labels alone.")] = True,
+    label_oracle: Annotated[bool, typer.Option("--label-oracle/--no-label-oracle", help="Add the rows of rankers "
+                                               "that know each voice's gender (and age group) and nothing else: "
+                                               "the ceilings for voices tied to faces by those labels alone.")] = True,
     update_card: Annotated[bool, typer.Option("--update-card", help="Write the table into the `## Evaluation` "
                                               "section of each local weights folder's model card.")] = False,
     device: Annotated[str, typer.Option("--device")] = "auto",
@@ -93,9 +93,11 @@ def eval_cmd(
             )  # fmt: skip
         rows[model.weights_label]["device"] = f"{model.device.type} {model.precision}"  # of the speed columns
     if label_oracle:
-        from .evaluation.protocol import corpus_people, label_oracle_metrics
+        from .evaluation.protocol import ORACLES, corpus_people, label_oracle_metrics
 
-        rows[ORACLE_ROW] = label_oracle_metrics(corpus_people(data, split, max_people))
+        people = corpus_people(data, split, max_people)
+        for name, keys in ORACLES.items():
+            rows[f"{ORACLE_ROW} ({name})"] = label_oracle_metrics(people, keys)
     table = markdown_table(rows)
     _print_table(rows)
     if json_out:

@@ -24,8 +24,9 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
                                  "--report", str(tmp_path / "eval.md"), "--figures", str(tmp_path / "fig")])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
-    oracle = rows.pop(ORACLE_ROW)
-    assert oracle["people"] == 4 and oracle["R@5"] == oracle["voice R@5"] == 100.0 and 0 <= oracle["R@1"] <= 100
+    for name in ("gender", "gender, age group"):
+        oracle = rows.pop(f"{ORACLE_ROW} ({name})")
+        assert oracle["people"] == 4 and oracle["R@5"] == oracle["voice R@5"] == 100.0 and 0 <= oracle["R@1"] <= 100
     (row,) = rows.values()
     assert row["people"] == 4
     assert -1.0 <= row["cosine"] <= 1.0 and row["l1"] >= 0
@@ -123,6 +124,9 @@ def test_label_oracle_ranks_by_gender_then_age_group():
     women = (4 + 0.5 * 3) / 7 * 100
     assert row["AUC G"] == pytest.approx((4 * 3 * 50 + 8 * 7 * women) / (4 * 3 + 8 * 7))
     assert row["AUC G trials"] == 4 * 3 + 8 * 7
+    by_gender = label_oracle_metrics(people, ("gender",))
+    assert by_gender["R@1"] == pytest.approx((4 * 25 + 8 * 12.5) / 12), "level with 3 men, or with 7 women"
+    assert by_gender["AUC G"] == pytest.approx(50.0), "same-gender negatives: nothing left to tell them apart"
     unknown = [Person("u", voice, face), Person("v", voice, face)]
     assert label_oracle_scores(unknown).tolist() == [[0, 0], [0, 0]], "a missing label agrees with nothing"
 

@@ -118,27 +118,32 @@ def _matched(people: list[Person], keys: tuple[str, ...]) -> np.ndarray:
     return (codes[:, None] == codes[None, :]) & known[:, None] & known[None, :]
 
 
-def label_oracle_scores(people: list[Person]) -> np.ndarray:
-    """(n, n) scores of a ranker that knows each voice's gender and age group and nothing else about
-    the face: gender agreement first, then age group (an unknown label agrees with nothing). A voice
-    that carries only its speaker's labels cannot rank faces better than this, in expectation."""
+# What the label oracles know of each voice: its speaker's gender; gender and age group
+ORACLES = {"gender": ("gender",), "gender, age group": ("gender", "age")}
+
+
+def label_oracle_scores(people: list[Person], keys: tuple[str, ...] = ("gender", "age")) -> np.ndarray:
+    """(n, n) scores of a ranker that knows each voice's labels `keys` and nothing else about the face:
+    agreement on the first key first, then the next (an unknown label agrees with nothing). A voice that
+    carries only those labels cannot rank faces better than this, in expectation."""
     scores = np.zeros((len(people), len(people)))
-    for weight, key in ((2.0, "gender"), (1.0, "age")):
+    for rank, key in enumerate(keys):
         labels = [_label(p, key) for p in people]
-        scores += weight * np.array([[a is not None and a == b for b in labels] for a in labels])
+        agree = np.array([[a is not None and a == b for b in labels] for a in labels])
+        scores += 2.0 ** (len(keys) - 1 - rank) * agree
     return scores
 
 
-def label_oracle_metrics(people: list[Person]) -> dict:
-    """Retrieval and 1:2 matching of the label oracle (`label_oracle_scores`), ties broken at random:
-    the ceiling for voices whose only tie to the face is its labels."""
-    scores = label_oracle_scores(people)
+def label_oracle_metrics(people: list[Person], keys: tuple[str, ...] = ("gender", "age")) -> dict:
+    """Retrieval and 1:2 matching of a label oracle (`label_oracle_scores`), ties broken at random:
+    the ceiling for voices whose only tie to the face is those labels."""
+    scores = label_oracle_scores(people, keys)
     truth = list(range(len(people)))
     out: dict = {"people": len(people)}
     for prefix in ("", "voice "):  # both queries, the generated face and the voice, meet the same ceiling
         out.update({f"{prefix}R@{k}": v for k, v in M.expected_recall_at(scores, truth).items()})
-    for name, keys in MATCHED_ON.items():
-        out[f"AUC {name}"], out[f"AUC {name} trials"] = M.matching_auc(scores, _matched(people, keys))
+    for name, matched in MATCHED_ON.items():
+        out[f"AUC {name}"], out[f"AUC {name} trials"] = M.matching_auc(scores, _matched(people, matched))
     return out
 
 
