@@ -23,6 +23,7 @@ COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R
            "faces_per_s", "frames_per_s", "device"]  # fmt: skip
 
 ORACLE_ROW = "label oracle"
+DIFF_ROW = "Δ"  # "Δ B − A": B's figure minus A's on the same people, ± the paired standard error
 
 
 def _fmt(v, column: str = "") -> str:
@@ -92,10 +93,12 @@ def eval_cmd(
                 progress=lambda n: bar.advance(task, n), total=lambda n: bar.update(task, total=n),
             )  # fmt: skip
         rows[model.weights_label]["device"] = f"{model.device.type} {model.precision}"  # of the speed columns
+    per_person = {name: (row.pop("_people", None), row.pop("_per_person", {})) for name, row in rows.items()}
+    rows.update(paired_rows(per_person))
     if label_oracle:
-        from .evaluation.protocol import ORACLES, corpus_people, label_oracle_metrics
+        from .evaluation.protocol import ORACLES, corpus_labels, label_oracle_metrics
 
-        people = corpus_people(data, split, max_people)
+        people = corpus_labels(data, split, max_people)  # labels only: no clip decoded again
         for name, keys in ORACLES.items():
             rows[f"{ORACLE_ROW} ({name})"] = label_oracle_metrics(people, keys)
     table = markdown_table(rows)
@@ -116,6 +119,28 @@ def eval_cmd(
             if card.is_file() and os.access(card, os.W_OK):
                 card.write_text(set_section(card.read_text(), "Evaluation", body))
                 err.print(f"model card updated: {card}")
+
+
+def paired_rows(per_person: dict[str, tuple[list[str] | None, dict]]) -> dict[str, dict]:
+    """One "Δ B − A" row per later model B against the first, A, from the metrics both have per person:
+    the difference of their figures and its paired bootstrap SE in the "±" column."""
+    from .evaluation.metrics import paired_difference
+
+    names = list(per_person)
+    if len(names) < 2:
+        return {}
+    first, (people_a, metrics_a) = names[0], per_person[names[0]]
+    out: dict[str, dict] = {}
+    for name in names[1:]:
+        people_b, metrics_b = per_person[name]
+        if people_a is None or people_a != people_b:
+            continue  # other people: nothing to pair
+        row: dict = {"people": len(people_a)}
+        for metric, (values_a, weights) in metrics_a.items():
+            if metric in metrics_b:
+                row[metric], row[f"{metric} ±"] = paired_difference(values_a, metrics_b[metric][0], weights)
+        out[f"{DIFF_ROW} {name} − {first}"] = row
+    return out
 
 
 def _expert_folder(path: Path) -> Path:

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
-from s2tf_cli.cli_eval import ORACLE_ROW
+from s2tf_cli.cli_eval import DIFF_ROW, ORACLE_ROW
 
 runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -120,8 +120,13 @@ def test_eval_scores_s2tf_and_the_baseline_as_rows_of_one_table(prepared_corpus,
     rows = json.loads(out.read_text())
     oracles = [k for k in rows if k.startswith(ORACLE_ROW)]
     assert len(oracles) == 2, "the label-oracle rows come with every table"
+    (diff_name,) = [k for k in rows if k.startswith(DIFF_ROW)]
+    diff = rows.pop(diff_name)
     rows = {k: v for k, v in rows.items() if k not in oracles}
     assert len(rows) == 2
+    assert diff_name == f"{DIFF_ROW} {list(rows)[1]} − {list(rows)[0]}"
+    assert diff["R@5"] == 0.0 and diff["R@5 ±"] == 0.0, "both rows find all 4 people"
+    assert -100.0 <= diff["gender %"] <= 100.0 and "voice R@5" not in diff, "only what both models have"
     s2tf_row, v2f_row = rows.values()
     for row in rows.values():
         assert row["people"] == 4 and -1.0 <= row["cosine"] <= 1.0 and row["R@5"] == 100.0

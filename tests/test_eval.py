@@ -138,3 +138,21 @@ def test_evaluation_announces_how_much_it_will_count(prepared_corpus, pipeline):
     totals, counted = [], []
     evaluate(pipeline, prepared_corpus, split="train", sync_clips=2, progress=counted.append, total=totals.append)
     assert totals == [4 + 2] and sum(counted) == 6
+
+
+def test_paired_rows_compare_each_later_model_with_the_first_on_the_same_people():
+    from s2tf_cli.cli_eval import DIFF_ROW, paired_rows
+
+    people = ["p0", "p1", "p2", "p3"]
+    hits = lambda *v: (np.array(v, float), None)  # noqa: E731
+    per_person = {
+        "A": (people, {"R@5": hits(0, 0, 100, 100), "AUC rand": (np.array([50.0, 100, 0, 50]), np.array([3, 3, 3, 1]))}),
+        "B": (people, {"R@5": hits(100, 0, 100, 100), "AUC rand": (np.array([50.0, 100, 100, 50]), np.array([3, 3, 3, 1]))}),
+        "C": (people[::-1], {"R@5": hits(100, 100, 100, 100)}),  # other people (order): not paired
+    }
+    rows = paired_rows(per_person)
+    assert list(rows) == [f"{DIFF_ROW} B − A"]
+    row = rows[f"{DIFF_ROW} B − A"]
+    assert row["people"] == 4 and row["R@5"] == 25.0 and row["R@5 ±"] > 0
+    assert row["AUC rand"] == 30.0, "the trial-weighted mean of the per-voice differences (300 / 10)"
+    assert paired_rows({"A": per_person["A"]}) == {}

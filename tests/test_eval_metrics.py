@@ -77,6 +77,23 @@ def test_bootstrap_se_is_the_sampling_error_of_a_mean_over_people():
     assert np.isnan(M.bootstrap_se([1.0]))
 
 
+def test_paired_difference_is_b_minus_a_with_the_people_resampled_together():
+    rng = np.random.default_rng(0)
+    a = 100.0 * (rng.random(200) < 0.3)
+    assert M.paired_difference(a, a) == (0.0, 0.0), "one model against itself: no difference, no doubt"
+    b = a.copy()
+    b[np.flatnonzero(a == 0)[:20]] = 100.0  # B finds 20 people A misses, and everyone A finds
+    diff, se = M.paired_difference(a, b)
+    assert diff == pytest.approx(10.0)
+    # the same two rows judged apart: about sqrt(se_a^2 + se_b^2) = 6.6 points; paired: ~2.1
+    assert se == pytest.approx(np.sqrt(0.1 * 0.9 / 200) * 100, abs=0.5)
+    assert se < 0.5 * np.hypot(M.bootstrap_se(a), M.bootstrap_se(b))
+    # weights (trials per voice) and NaN (no label) as in bootstrap_se
+    assert M.paired_difference([50.0, 0.0, float("nan")], [100.0, 0.0, 20.0], [3, 1, 5]) == (37.5, pytest.approx(
+        M.bootstrap_se([50.0, 0.0, float("nan")], [3, 1, 5])))
+    assert np.isnan(M.paired_difference([float("nan")], [1.0])[0])
+
+
 def test_kid_is_zero_in_expectation_for_one_distribution_and_grows_with_shift():
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((400, 8)), rng.standard_normal((400, 8))

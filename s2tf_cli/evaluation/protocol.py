@@ -42,28 +42,44 @@ class EvalOptions:
     extra: dict = field(default_factory=dict)
 
 
-def corpus_people(folder: Path, split: str = "test", max_people: int = 200) -> list[Person]:
-    """The first clip of each identity in `split` (test identities are never trained on)."""
-    from ..training.corpus import Shard
+@dataclass
+class Labels:
+    """A corpus person's labels alone, for what needs no audio or frames (the label oracles)."""
 
+    name: str
+    gender: str = "unknown"
+    age: str = ""
+    ethnicity: str = "unknown"
+    path: Path | None = None  # its first clip's shard
+
+
+def corpus_labels(folder: Path, split: str = "test", max_people: int = 200) -> list[Labels]:
+    """The people `corpus_people` scores, in its order, from the manifest alone."""
     folder = Path(folder)
     manifest = folder / "manifest.jsonl"
     if not manifest.is_file():
         raise FileNotFoundError(f"{folder}: no manifest.jsonl (run `s2tf data prepare` first)")
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     first: dict[str, dict] = {}
-    for r in rows:
-        if r["split"] == split and r["identity"] not in first:
+    for line in manifest.read_text().splitlines():
+        r = json.loads(line) if line.strip() else None
+        if r and r["split"] == split and r["identity"] not in first:
             first[r["identity"]] = r
-    people = []
-    for name in sorted(first)[:max_people]:
-        r = first[name]
-        shard = Shard(folder / r["path"])
-        frames = np.stack([shard.frame(i) for i in range(len(shard))])
-        people.append(Person(name, shard.audio, frames[0], frames, r.get("gender", "unknown"),
-                             str(r.get("age", "")), r.get("ethnicity", "unknown")))  # fmt: skip
+    people = [Labels(name, r.get("gender", "unknown"), str(r.get("age", "")), r.get("ethnicity", "unknown"),
+                     folder / r["path"]) for name, r in sorted(first.items())[:max_people]]  # fmt: skip
     if not people:
         raise ValueError(f"{folder}: no {split} identities")
+    return people
+
+
+def corpus_people(folder: Path, split: str = "test", max_people: int = 200) -> list[Person]:
+    """The first clip of each identity in `split` (test identities are never trained on)."""
+    from ..training.corpus import Shard
+
+    people = []
+    for labels in corpus_labels(folder, split, max_people):
+        shard = Shard(labels.path)
+        frames = np.stack([shard.frame(i) for i in range(len(shard))])
+        people.append(Person(labels.name, shard.audio, frames[0], frames, labels.gender, labels.age, labels.ethnicity))
     return people
 
 
@@ -108,7 +124,7 @@ def _label(person: Person, key: str) -> str | None:
     return age_group(float(value)) if key == "age" else value
 
 
-def _matched(people: list[Person], keys: tuple[str, ...]) -> np.ndarray:
+def _matched(people: list[Person] | list[Labels], keys: tuple[str, ...]) -> np.ndarray:
     """(n, n) bool: j may be i's negative, i.e. both carry every label in `keys` (gender, age group,
     ethnicity) and the labels agree; with no keys, everyone."""
     labels = [tuple(_label(p, k) for k in keys) for p in people]
@@ -122,19 +138,17 @@ def _matched(people: list[Person], keys: tuple[str, ...]) -> np.ndarray:
 ORACLES = {"gender": ("gender",), "gender, age group": ("gender", "age")}
 
 
-def label_oracle_scores(people: list[Person], keys: tuple[str, ...] = ("gender", "age")) -> np.ndarray:
+def label_oracle_scores(people: list[Person] | list[Labels], keys: tuple[str, ...] = ("gender", "age")) -> np.ndarray:
     """(n, n) scores of a ranker that knows each voice's labels `keys` and nothing else about the face:
     agreement on the first key first, then the next (an unknown label agrees with nothing). A voice that
     carries only those labels cannot rank faces better than this, in expectation."""
     scores = np.zeros((len(people), len(people)))
     for rank, key in enumerate(keys):
-        labels = [_label(p, key) for p in people]
-        agree = np.array([[a is not None and a == b for b in labels] for a in labels])
-        scores += 2.0 ** (len(keys) - 1 - rank) * agree
+        scores += 2.0 ** (len(keys) - 1 - rank) * _matched(people, (key,))
     return scores
 
 
-def label_oracle_metrics(people: list[Person], keys: tuple[str, ...] = ("gender", "age")) -> dict:
+def label_oracle_metrics(people: list[Person] | list[Labels], keys: tuple[str, ...] = ("gender", "age")) -> dict:
     """Retrieval and 1:2 matching of a label oracle (`label_oracle_scores`), ties broken at random:
     the ceiling for voices whose only tie to the face is those labels."""
     scores = label_oracle_scores(people, keys)
@@ -169,14 +183,19 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
     truth = list(range(len(people)))
     scores = M.similarity_matrix(e_gen, e_real)
     out.update({f"R@{k}": v for k, v in M.recall_at(scores, truth).items()})
-    out["R@5 ±"] = M.bootstrap_se(100.0 * (M.ranks(scores, truth) <= 5))
+    hits = 100.0 * (M.ranks(scores, truth) <= 5)
+    out["R@5 ±"] = M.bootstrap_se(hits)
+    out["_people"] = [p.name for p in people]
+    out["_per_person"] = {"R@5": (hits, None)}
     out["KID"] = M.kid(e_real, e_gen)
     out["judge misses"] = embedder.misses
     out["_generated"] = generated
     _attribute_metrics(out, [judge(g) for g in generated], people)
     out.update(judge_on_real_faces(judge, people))
     if shared:
-        out.update(_shared_space_metrics(s2tf, people, torch.stack(f_a)))
+        shared_row = _shared_space_metrics(s2tf, people, torch.stack(f_a))
+        out["_per_person"].update(shared_row.pop("_per_person"))
+        out.update(shared_row)
     return out
 
 
@@ -189,27 +208,32 @@ def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor) -
     f_v = torch.stack([s2tf.face_identity(f, aligned=True) for f in real])
     voice_scores = (f_a @ f_v.T).cpu().numpy()
     out.update({f"voice R@{k}": v for k, v in M.recall_at(voice_scores, truth).items()})
-    out["voice R@5 ±"] = M.bootstrap_se(100.0 * (M.ranks(voice_scores, truth) <= 5))
+    hits = 100.0 * (M.ranks(voice_scores, truth) <= 5)
+    out["voice R@5 ±"] = M.bootstrap_se(hits)
+    per_person = {"voice R@5": (hits, None)}
     # 1:2 matching: every other person as the negative, or every one matched on the labels
     for name, keys in MATCHED_ON.items():
         allowed = _matched(people, keys)
         out[f"AUC {name}"], out[f"AUC {name} trials"] = M.matching_auc(voice_scores, allowed)
-        out[f"AUC {name} ±"] = M.bootstrap_se(*M.matching_trials(voice_scores, allowed))
+        per_person[f"AUC {name}"] = M.matching_trials(voice_scores, allowed)
+        out[f"AUC {name} ±"] = M.bootstrap_se(*per_person[f"AUC {name}"])
+    out["_per_person"] = per_person
     return out
 
 
 def _attribute_metrics(out: dict, attrs: list, people: list[Person]) -> None:
-    """Apparent gender and age group of the generated faces against the speakers' labels."""
-    labelled = [(a, p) for a, p in zip(attrs, people) if p.gender in ("male", "female")]
-    right = [100.0 * (a.gender == p.gender) for a, p in labelled]
-    out["gender %"] = float(np.mean(right)) if labelled else float("nan")
-    out["gender % ±"] = M.bootstrap_se(right)
-    out["gender n"] = len(labelled)
-    aged = [(a, p) for a, p in zip(attrs, people) if p.age not in ("", None)]
-    right_age = [100.0 * (age_group(a.age) == age_group(float(p.age))) for a, p in aged]
-    out["age group %"] = float(np.mean(right_age)) if aged else float("nan")
-    out["age group % ±"] = M.bootstrap_se(right_age)
-    out["age n"] = len(aged)
+    """Apparent gender and age group of the generated faces against the speakers' labels (NaN: no label)."""
+    nan = float("nan")
+    gender = np.array([100.0 * (a.gender == p.gender) if p.gender in ("male", "female") else nan
+                       for a, p in zip(attrs, people)])  # fmt: skip
+    age = np.array([100.0 * (age_group(a.age) == age_group(float(p.age))) if p.age not in ("", None) else nan
+                    for a, p in zip(attrs, people)])  # fmt: skip
+    for name, right, count in (("gender %", gender, "gender n"), ("age group %", age, "age n")):
+        labelled = right[~np.isnan(right)]
+        out[name] = float(labelled.mean()) if len(labelled) else nan
+        out[f"{name} ±"] = M.bootstrap_se(right)
+        out[count] = len(labelled)
+        out["_per_person"][name] = (right, None)
 
 
 JUDGE_BLUR_SIGMA = 3.0  # px at 128 px: about as soft as the CPU preset's faces
