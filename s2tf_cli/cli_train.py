@@ -87,6 +87,8 @@ def train_cmd(
     init: Annotated[str | None, typer.Option("--init", help="Continue from these weights (folder or Hub id; "
                     "same model config) instead of a random start.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when CUDA is present.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Replace the recipe's seed (a replicate of one "
+                                             "recipe); kept in the run's train_config.json.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train the three stages (visual, audio-visual sync, finetune); resumes from the run folder."""
@@ -100,7 +102,7 @@ def train_cmd(
     from .baselines.train_voice2face import is_baseline_recipe
 
     if is_baseline_recipe(config):
-        return _train_baseline(config, out, corpus, max_steps, cpu)
+        return _train_baseline(config, out, corpus, max_steps, cpu, seed)
     try:
         cfg = TrainConfig.load(config)
     except ConfigError as exc:
@@ -109,6 +111,8 @@ def train_cmd(
         cfg.corpus = str(corpus)
     if init is not None:
         cfg.init = init
+    if seed is not None:
+        cfg.seed = seed
     if not cfg.corpus or not (Path(cfg.corpus) / "manifest.jsonl").is_file():
         raise UsageError(f"{cfg.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
     with _progress() as bar:
@@ -123,7 +127,8 @@ def train_cmd(
     typer.echo(str(out))
 
 
-def _train_baseline(config: Path, out: Path, corpus: Path | None, max_steps: int | None, cpu: bool) -> None:
+def _train_baseline(config: Path, out: Path, corpus: Path | None, max_steps: int | None, cpu: bool,
+                    seed: int | None = None) -> None:
     """The Voice2Face-style comparison model (a recipe with `"baseline": "voice2face"`)."""
     from .baselines.train_voice2face import Voice2FaceRecipe, train_voice2face
     from .config import ConfigError
@@ -135,6 +140,8 @@ def _train_baseline(config: Path, out: Path, corpus: Path | None, max_steps: int
         raise UsageError(str(exc)) from None
     if corpus is not None:
         recipe.corpus = str(corpus)
+    if seed is not None:
+        recipe.seed = seed
     if not recipe.corpus or not (Path(recipe.corpus) / "manifest.jsonl").is_file():
         raise UsageError(f"{recipe.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
     device = select_device("cpu" if cpu else "auto")

@@ -140,6 +140,23 @@ def test_cli_train_export_face(prepared_corpus, tmp_path):
     assert face.is_file()
 
 
+def test_cli_train_seed_replaces_the_recipes_seed(prepared_corpus, tmp_path):
+    """`--seed`: a replicate of one recipe; the run records the seed it used, and its weights differ."""
+    cfg = _config(prepared_corpus)
+    cfg.save(tmp_path / "recipe.json")
+    modules = []
+    for name, extra in (("plain", []), ("seed7", ["--seed", "7"])):
+        run = tmp_path / name
+        result = runner.invoke(app, ["train", str(tmp_path / "recipe.json"), "--out", str(run), "--max-steps", "1",
+                                     "--cpu", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        modules.append(load_file(str(sorted((run / "checkpoints").glob("ckpt-*"))[-1] / "module.safetensors")))
+    assert json.loads((tmp_path / "plain" / "train_config.json").read_text())["seed"] == cfg.seed
+    assert json.loads((tmp_path / "seed7" / "train_config.json").read_text())["seed"] == 7
+    assert modules[0].keys() == modules[1].keys()
+    assert any(not torch.equal(modules[0][k], modules[1][k]) for k in modules[0])
+
+
 def _voice(tmp_path):
     import soundfile as sf
 
