@@ -14,7 +14,7 @@ from .cli import _progress, _setup_logging, app, err, handle_errors
 from .errors import UsageError
 
 # Columns of the table, in the paper's order, then ours.
-COLUMNS = ["cosine", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R@5", "voice R@5 ±", "voice R@10",
+COLUMNS = ["cosine", "cosine ±", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R@5", "voice R@5 ±", "voice R@10",
            "AUC rand", "AUC rand ±", "AUC G", "AUC G ±", "AUC N", "AUC A", "AUC GNA", "gender %", "gender % ±",
            "judge gender % real faces", "judge gender % blurred real faces", "age group %", "age group % ±", "KID", "LMD", "LMD shuffled audio",
            "mouth-loudness corr", "mouth-loudness corr real frames", "f_ir mouth R2", "sync offset 0 %", "sync offset ±1 %", "sync conf", "sync conf shuffled audio",
@@ -29,8 +29,8 @@ DIFF_ROW = "Δ"  # "Δ B − A": B's figure minus A's on the same people, ± the
 def _fmt(v, column: str = "") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    if column.endswith("±"):
-        return f"{v:.1f}"
+    if column.endswith("±"):  # one decimal on percentages; a cosine's SE needs three
+        return f"{v:.1f}" if abs(v) >= 0.1 or v == 0 else f"{v:.3f}"
     return f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.1f}" if isinstance(v, float) else str(v)
 
 

@@ -127,6 +127,7 @@ def test_eval_scores_s2tf_and_the_baseline_as_rows_of_one_table(prepared_corpus,
     assert diff_name == f"{DIFF_ROW} {list(rows)[1]} − {list(rows)[0]}"
     assert diff["R@5"] == 0.0 and diff["R@5 ±"] == 0.0, "both rows find all 4 people"
     assert -100.0 <= diff["gender %"] <= 100.0 and "voice R@5" not in diff, "only what both models have"
+    assert diff["cosine"] == pytest.approx(rows[list(rows)[1]]["cosine"] - rows[list(rows)[0]]["cosine"])
     s2tf_row, v2f_row = rows.values()
     for row in rows.values():
         assert row["people"] == 4 and -1.0 <= row["cosine"] <= 1.0 and row["R@5"] == 100.0

@@ -178,7 +178,8 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
     real = [p.face for p in people]
     e_gen, e_real = embedder.embed_many(generated), embedder.embed_many(real)
     out: dict = {"people": len(people), "faces_per_s": faces_per_s}
-    out["cosine"] = float(M.cosine(e_gen, e_real).mean())
+    cosines = M.cosine(e_gen, e_real)
+    out["cosine"] = float(cosines.mean())
     out["l1"] = float(M.l1(e_gen, e_real).mean())
     truth = list(range(len(people)))
     scores = M.similarity_matrix(e_gen, e_real)
@@ -186,7 +187,8 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
     hits = 100.0 * (M.ranks(scores, truth) <= 5)
     out["R@5 ±"] = M.bootstrap_se(hits)
     out["_people"] = [p.name for p in people]
-    out["_per_person"] = {"R@5": (hits, None)}
+    out["_per_person"] = {"cosine": (cosines, None), "R@5": (hits, None),
+                          "R@10": (100.0 * (M.ranks(scores, truth) <= 10), None)}
     out["KID"] = M.kid(e_real, e_gen)
     out["judge misses"] = embedder.misses
     out["_generated"] = generated
@@ -210,7 +212,7 @@ def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor) -
     out.update({f"voice R@{k}": v for k, v in M.recall_at(voice_scores, truth).items()})
     hits = 100.0 * (M.ranks(voice_scores, truth) <= 5)
     out["voice R@5 ±"] = M.bootstrap_se(hits)
-    per_person = {"voice R@5": (hits, None)}
+    per_person = {"voice R@5": (hits, None), "voice R@10": (100.0 * (M.ranks(voice_scores, truth) <= 10), None)}
     # 1:2 matching: every other person as the negative, or every one matched on the labels
     for name, keys in MATCHED_ON.items():
         allowed = _matched(people, keys)
