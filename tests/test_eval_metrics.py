@@ -85,7 +85,7 @@ def test_paired_difference_is_b_minus_a_with_the_people_resampled_together():
     b[np.flatnonzero(a == 0)[:20]] = 100.0  # B finds 20 people A misses, and everyone A finds
     diff, se = M.paired_difference(a, b)
     assert diff == pytest.approx(10.0)
-    # the same two rows judged apart: about sqrt(se_a^2 + se_b^2) = 6.6 points; paired: ~2.1
+    # the same two rows judged apart: sqrt(se_a^2 + se_b^2) = 4.7 points; paired: ~2.1
     assert se == pytest.approx(np.sqrt(0.1 * 0.9 / 200) * 100, abs=0.5)
     assert se < 0.5 * np.hypot(M.bootstrap_se(a), M.bootstrap_se(b))
     # weights (trials per voice) and NaN (no label) as in bootstrap_se
