@@ -97,15 +97,14 @@ def bootstrap_se(values: Sequence[float], weights: Sequence[float] | None = None
 
 def paired_difference(a: Sequence[float], b: Sequence[float], weights: Sequence[float] | None = None,
                       draws: int = 1000, seed: int = 0) -> tuple[float, float]:  # fmt: skip
-    """(b - a) over the same people, and its standard error with the people resampled together. Two models
-    scored on one test set share most hits and misses, so this is far tighter than their own SEs combined."""
+    """(b - a) over the same people, and its standard error with the people resampled together: tighter than
+    the two models' own SEs combined by as much as they share their hits and misses on this test set."""
     diff = np.asarray(b, np.float64) - np.asarray(a, np.float64)
     weights = np.ones_like(diff) if weights is None else np.asarray(weights, np.float64)
     keep = ~np.isnan(diff) & (weights > 0)
     if not keep.any():
         return float("nan"), float("nan")
-    mean = float((diff[keep] * weights[keep]).sum() / weights[keep].sum())
-    return mean, bootstrap_se(diff, weights, draws, seed)
+    return float(np.average(diff[keep], weights=weights[keep])), bootstrap_se(diff, weights, draws, seed)
 
 
 def kid(real: np.ndarray, fake: np.ndarray) -> float:

@@ -184,11 +184,11 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
     truth = list(range(len(people)))
     scores = M.similarity_matrix(e_gen, e_real)
     out.update({f"R@{k}": v for k, v in M.recall_at(scores, truth).items()})
-    hits = 100.0 * (M.ranks(scores, truth) <= 5)
-    out["R@5 ±"] = M.bootstrap_se(hits)
+    rank = M.ranks(scores, truth)
+    out["R@5 ±"] = M.bootstrap_se(100.0 * (rank <= 5))
     out["_people"] = [p.name for p in people]
-    out["_per_person"] = {"cosine": (cosines, None), "R@5": (hits, None),
-                          "R@10": (100.0 * (M.ranks(scores, truth) <= 10), None)}
+    out["_per_person"] = {"cosine": (cosines, None), "R@5": (100.0 * (rank <= 5), None),
+                          "R@10": (100.0 * (rank <= 10), None)}
     out["KID"] = M.kid(e_real, e_gen)
     out["judge misses"] = embedder.misses
     out["_generated"] = generated
@@ -210,9 +210,9 @@ def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor) -
     f_v = torch.stack([s2tf.face_identity(f, aligned=True) for f in real])
     voice_scores = (f_a @ f_v.T).cpu().numpy()
     out.update({f"voice R@{k}": v for k, v in M.recall_at(voice_scores, truth).items()})
-    hits = 100.0 * (M.ranks(voice_scores, truth) <= 5)
-    out["voice R@5 ±"] = M.bootstrap_se(hits)
-    per_person = {"voice R@5": (hits, None), "voice R@10": (100.0 * (M.ranks(voice_scores, truth) <= 10), None)}
+    rank = M.ranks(voice_scores, truth)
+    out["voice R@5 ±"] = M.bootstrap_se(100.0 * (rank <= 5))
+    per_person = {"voice R@5": (100.0 * (rank <= 5), None), "voice R@10": (100.0 * (rank <= 10), None)}
     # 1:2 matching: every other person as the negative, or every one matched on the labels
     for name, keys in MATCHED_ON.items():
         allowed = _matched(people, keys)
