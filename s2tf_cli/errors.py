@@ -1,6 +1,6 @@
 """Errors a user can cause, each mapped to a one-line message and a documented exit code.
 
-Exit codes: 2 usage (missing path, bad option, unwritable output), 3 undecodable or unusable input
+Exit codes: 2 usage (missing path, bad option, unwritable output, a dependency not installed), 3 undecodable or unusable input
 (corrupt audio, no speech, no face), 4 weights (not installed, not found, refused, corrupted).
 """
 
@@ -15,6 +15,10 @@ class S2TFError(Exception):
 
 class UsageError(S2TFError):
     exit_code = 2
+
+
+class MissingDependencyError(UsageError):
+    """An optional package or system library the command needs is not installed: the fix is an install."""
 
 
 class InputError(S2TFError):

@@ -332,3 +332,23 @@ def test_cli_data_synth_needs_a_source(tmp_path):
     assert result.exit_code == 2
     assert "--faces" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "raw").exists()
+
+
+def test_cli_data_synth_without_espeak_fails_before_writing(face_folders, tmp_path, monkeypatch):
+    """A missing espeak-ng is an install to do, said in one line with exit code 2 before any identity
+    is made, not an internal error from a worker minutes in."""
+    from typer.testing import CliRunner
+
+    from s2tf_cli.cli import app
+    from s2tf_cli.data import espeak
+
+    def no_library(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(espeak.ctypes, "CDLL", no_library)
+    out = tmp_path / "raw"
+    result = CliRunner().invoke(app, ["data", "synth", str(out), "--faces", str(face_folders["celeb"]), "-n", "1"])
+    assert result.exit_code == 2, result.output
+    assert "espeak-ng is not installed" in result.output and "apt-get install espeak-ng" in result.output
+    assert "unexpected" not in result.output and "Traceback" not in result.output
+    assert not out.exists()

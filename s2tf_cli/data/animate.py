@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import MissingDependencyError
 from ..images import soft_pad
 from .espeak import Phoneme
 
@@ -72,7 +73,7 @@ _predictor = None
 def _landmark_model() -> str:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the synthetic corpus needs dlib's landmarks: pip install 's2tf[data]'")
+        raise MissingDependencyError("the synthetic corpus needs dlib's landmarks: pip install 's2tf[data]'")
     root = list(spec.submodule_search_locations)[0]
     return os.path.join(root, "models", "shape_predictor_68_face_landmarks.dat")
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import MissingDependencyError
+
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 INITIALIZE_PHONEME_EVENTS = 1
 EVENT_LIST_TERMINATED, EVENT_PHONEME = 0, 7
@@ -34,8 +36,22 @@ class _Event(Structure):
 _CALLBACK = CFUNCTYPE(c_int, POINTER(c_short), c_int, POINTER(_Event))
 
 
-class EspeakUnavailable(RuntimeError):
+class EspeakUnavailable(MissingDependencyError):
     pass
+
+
+def _load_library() -> ctypes.CDLL:
+    name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        raise EspeakUnavailable("espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)") from None
+
+
+def require_espeak() -> None:
+    """Fail before any work starts; loading the library does not initialise it, so the forked
+    synthesis workers still each start from espeak-ng's fresh state."""
+    _load_library()
 
 
 @dataclass
@@ -50,13 +66,7 @@ class Espeak:
     _instance: "Espeak | None" = None
 
     def __init__(self) -> None:
-        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
-        try:
-            self.lib = ctypes.CDLL(name)
-        except OSError:
-            raise EspeakUnavailable(
-                "espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)"
-            ) from None
+        self.lib = _load_library()
         self.sample_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 500, None, INITIALIZE_PHONEME_EVENTS)
         if self.sample_rate <= 0:
             raise EspeakUnavailable("espeak-ng failed to initialise (is espeak-ng-data installed?)")

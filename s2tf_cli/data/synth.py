@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .espeak import require_espeak
 from .sources import Identity, face_identities, real_voice_identities
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,8 @@ def synth_corpus(
     candidates = choose_identities(face_dirs, real_dirs, None, opts.seed)
     if not candidates:
         raise ValueError("no identities found in the given folders")
+    if any(not c.voices for c in candidates):
+        require_espeak()  # not 20 minutes in, from a worker
     opts.out.mkdir(parents=True, exist_ok=True)
     rows, kept, start = [], 0, 0
     import multiprocessing as mp

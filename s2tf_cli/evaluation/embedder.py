@@ -12,13 +12,15 @@ import os
 
 import numpy as np
 
+from ..errors import MissingDependencyError
+
 _UPSCALE_TO = 256  # dlib's HOG detector misses faces smaller than ~80 px: small crops are upscaled first
 
 
 def _model_file(name: str) -> str:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("evaluation needs dlib's face models: pip install 's2tf[data]'")
+        raise MissingDependencyError("evaluation needs dlib's face models: pip install 's2tf[data]'")
     return os.path.join(list(spec.submodule_search_locations)[0], "models", name)
 
 
