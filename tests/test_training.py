@@ -340,6 +340,10 @@ def test_training_precision_follows_the_recipe(prepared_corpus, tmp_path):
     assert mixed_precision("auto", use_cpu=True) == ("bf16" if native_bf16(torch.device("cpu")) else "no")
     with pytest.raises(ConfigError, match="precision"):
         mixed_precision("fp16", use_cpu=True)
+    from s2tf_cli.training.trainer import make_accelerator
+
+    # An fp32 run earlier in the same process (whatever this CPU's "auto" means) must not pin bf16 out.
+    assert make_accelerator(cpu=True, precision="fp32").mixed_precision == "no"
     cfg = _config(prepared_corpus)
     cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 1, 1, 1
     cfg.precision = "bf16"

@@ -43,10 +43,18 @@ def mixed_precision(precision: str, use_cpu: bool) -> str:
 def make_accelerator(cpu: bool | None = None, precision: str = "auto"):
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    from accelerate.state import AcceleratorState
+
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    mode = mixed_precision(precision, use_cpu)
+    shared = AcceleratorState._shared_state
+    if shared and (shared.get("_mixed_precision") != mode or (use_cpu and shared["device"].type != "cpu")):
+        # Accelerate keeps one process-wide state and refuses a second recipe in the same process
+        # (a notebook or a test suite training fp32, then bf16); the process group is left alone.
+        AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
         cpu=use_cpu,
-        mixed_precision=mixed_precision(precision, use_cpu),
+        mixed_precision=mode,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
 
