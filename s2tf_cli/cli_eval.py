@@ -17,7 +17,8 @@ from .errors import UsageError
 COLUMNS = ["cosine", "cosine ±", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R@5", "voice R@5 ±", "voice R@10",
            "AUC rand", "AUC rand ±", "AUC G", "AUC G ±", "AUC N", "AUC A", "AUC GNA", "gender %", "gender % ±",
            "judge gender % real faces", "judge gender % blurred real faces", "age group %", "age group % ±", "KID", "LMD", "LMD shuffled audio",
-           "mouth-loudness corr", "mouth-loudness corr real frames", "f_ir mouth R2", "sync offset 0 %", "sync offset ±1 %", "sync conf", "sync conf shuffled audio",
+           "mouth-loudness corr", "mouth-loudness corr real frames", "f_ir mouth R2", "f_id^v face-score R2",
+           "f_id^a face-score R2", "sync offset 0 %", "sync offset ±1 %", "sync conf", "sync conf shuffled audio",
            "sync offset 0 % real frames", "sync conf real frames", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",
            "real talk gap quiet", "real talk gap loud", "real talk mouth-loudness corr", "real frontal gap",
            "faces_per_s", "frames_per_s", "device"]  # fmt: skip
@@ -59,6 +60,10 @@ def eval_cmd(
     syncnet: Annotated[Path | None, typer.Option("--syncnet", help="Lip-sync expert folder (`s2tf syncnet`), "
                                                  "or `syncnet-cpu` (the embedded one), for sync offset and "
                                                  "confidence.")] = None,
+    face_scores: Annotated[Path | None, typer.Option("--face-scores", help="The raw tree a `data synth "
+                                                     "--face-voice` corpus was prepared from: adds how much of "
+                                                     "the voice-tied face scores f_id^v and f_id^a carry "
+                                                     "(held-out ridge R2).")] = None,
     label_oracle: Annotated[bool, typer.Option("--label-oracle/--no-label-oracle", help="Add the rows of rankers "
                                                "that know each voice's gender (and age group) and nothing else: "
                                                "the ceilings for voices tied to faces by those labels alone.")] = True,
@@ -79,6 +84,10 @@ def eval_cmd(
         raise UsageError(f"{syncnet}: not a sync expert folder (train one with `s2tf syncnet`)")
     if real_voices is not None and not real_voices.is_dir():
         raise UsageError(f"{real_voices}: no such folder")
+    if face_scores is not None:
+        from .evaluation.face_voice import face_scores as read_scores
+
+        read_scores(face_scores)  # a wrong folder fails before any model is loaded
     rows: dict[str, dict] = {}
     folders: list[Path] = []
     for spec in weights or [None]:
@@ -91,6 +100,7 @@ def eval_cmd(
                 model, data, split=split, real_voices=real_voices, max_people=max_people, sync_clips=sync_clips,
                 seed=seed, figures=figures / _slug(model.weights_label) if figures else None, syncnet=syncnet,
                 progress=lambda n: bar.advance(task, n), total=lambda n: bar.update(task, total=n),
+                face_scores=face_scores,
             )  # fmt: skip
         rows[model.weights_label]["device"] = f"{model.device.type} {model.precision}"  # of the speed columns
     per_person = {name: (row.pop("_people", None), row.pop("_per_person", {})) for name, row in rows.items()}

@@ -156,3 +156,56 @@ def test_paired_rows_compare_each_later_model_with_the_first_on_the_same_people(
     assert row["people"] == 4 and row["R@5"] == 25.0 and row["R@5 ±"] > 0
     assert row["AUC rand"] == 30.0, "the trial-weighted mean of the per-voice differences (300 / 10)"
     assert paired_rows({"A": per_person["A"]}) == {}
+
+
+def _face_score_fixture(prepared_corpus, tmp_path, with_scores: bool = True):
+    """The tiny corpus with two identities moved to test, and a raw tree holding each one's face scores."""
+    import shutil
+
+    data = shutil.copytree(prepared_corpus, tmp_path / "data")
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    names = sorted({r["identity"] for r in rows})
+    for r in rows:
+        r["split"] = "test" if r["identity"] in names[-2:] else "train"
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = tmp_path / "raw"
+    rng = np.random.default_rng(0)
+    for name in names:
+        (raw / name).mkdir(parents=True)
+        meta = {"pitch": 120.0, **({"face_z": rng.normal(size=4).round(3).tolist()} if with_scores else {})}
+        (raw / name / "voice.json").write_text(json.dumps(meta))
+    return data, raw, names
+
+
+def test_eval_face_score_probe_adds_both_identity_spaces(prepared_corpus, tiny_weights, tmp_path):
+    data, raw, names = _face_score_fixture(prepared_corpus, tmp_path)
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", str(data), "-w", str(tiny_weights), "--face-scores", str(raw),
+                                 "--sync-clips", "2", "--no-label-oracle", "--json", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text()).values()
+    assert row["face-score probe people"] == f"{len(names) - 2} fit / 2 scored"
+    for space in ("f_id^v", "f_id^a"):
+        by_direction = row[f"{space} face-score R2 by direction"]
+        assert list(by_direction) == ["pitch", "tract", "tilt", "rate"]
+        assert all(v <= 1.0 for v in by_direction.values())
+        assert row[f"{space} face-score R2"] == pytest.approx(np.mean(list(by_direction.values())))
+    assert "f_id^v face-score R2" in result.output
+
+
+def test_eval_face_score_probe_refuses_a_tree_without_scores(prepared_corpus, tiny_weights, tmp_path):
+    data, raw, _ = _face_score_fixture(prepared_corpus, tmp_path, with_scores=False)
+    result = runner.invoke(app, ["eval", str(data), "-w", str(tiny_weights), "--face-scores", str(raw)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{raw}: no <identity>/voice.json with face scores" in " ".join(result.output.split())
+
+
+def test_face_score_r2_sees_a_linear_tie_and_not_noise():
+    from s2tf_cli.evaluation.face_voice import per_direction_r2
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 16))
+    tied = x[:, :4] @ rng.normal(size=(4, 4))
+    noise = rng.normal(size=(300, 4))
+    assert min(per_direction_r2(x[:200], tied[:200], x[200:], tied[200:], ridge=1e-3)) > 0.99
+    assert max(per_direction_r2(x[:200], noise[:200], x[200:], noise[200:])) < 0.1

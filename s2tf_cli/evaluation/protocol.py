@@ -442,9 +442,11 @@ def real_talk_mouth(s2tf: S2TF, people: list[Person], fronts: list[np.ndarray]) 
 
 def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | None = None, max_people: int = 200,
              sync_clips: int = 20, seed: int = 0, figures: Path | None = None, syncnet: Path | None = None,
-             progress: Progress | None = None, total: Progress | None = None) -> dict:  # fmt: skip
+             progress: Progress | None = None, total: Progress | None = None,
+             face_scores: Path | None = None) -> dict:  # fmt: skip
     """Every metric for one model; figures (when asked) go to `figures`. `total` hears, once, how many
-    units `progress` will count (a person's face, then a lip-sync clip), so a bar can show an ETA."""
+    units `progress` will count (a person's face, then a lip-sync clip), so a bar can show an ETA.
+    `face_scores`: the raw `--face-voice` tree the corpus came from, for the face-score probe."""
     people = corpus_people(Path(data), split, max_people)
     lip_sync = getattr(s2tf, "can_embed_faces", True)  # lip sync needs a face encoder for identity and pose
     if total:
@@ -459,6 +461,10 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
     if lip_sync:
         row.update(lip_sync_metrics(s2tf, people, sync_clips, seed, expert, progress))
         row.update(mouth_probe(s2tf, people))
+        if face_scores is not None:
+            from .face_voice import face_score_probe
+
+            row.update(face_score_probe(s2tf, Path(data), Path(face_scores), split, max_people))
     reals: list[Person] = []
     if real_voices is not None:
         reals = real_people(Path(real_voices), s2tf.cfg.image_size)
