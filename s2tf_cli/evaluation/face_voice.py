@@ -58,7 +58,7 @@ def _features(s2tf, data: Path, split: str, scores: dict[str, np.ndarray], max_p
 
 
 def face_score_probe(s2tf, data: Path, raw: Path, split: str = "test", max_people: int = 200,
-                     fit_people: int = 400, ridge: float = 1.0) -> dict:  # fmt: skip
+                     fit_people: int = 1000, ridge: float = 1.0) -> dict:  # fmt: skip
     """Ridge fits from each identity space (f_id^v of the first frame, f_id^a of the clip's voice) to the
     face scores, on up to `fit_people` training identities, scored (R²) on `split`'s."""
     scores = face_scores(raw)
