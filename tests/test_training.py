@@ -463,3 +463,37 @@ def test_novel_identity_loss_trains_and_logs(prepared_corpus, tmp_path):
         header = rows[0].split(",")
         assert "novel_adv" in header and "loss_d" in header
         assert float(rows[-1].split(",")[header.index("novel_adv")]) > 0
+
+
+def test_audio_centroid_weighs_the_voices_arcface_alone(prepared_corpus):
+    """`loss.audio_centroid` scales only f_id^a's ArcFace term; negative (the default) means λc."""
+    from s2tf_cli.training.corpus import BatchSpec, Corpus, draw_batch
+    from s2tf_cli.training.stages import TrainingModule
+
+    cfg = _config(prepared_corpus)
+    torch.manual_seed(0)
+    module = TrainingModule(cfg, None).eval()
+    a = cfg.model.audio
+    spec = BatchSpec(batch_size=3, identity_window=int(a.identity_window_s * a.sample_rate),
+                     content_window=a.content_window, hop=a.hop_length, context=module.context * a.hop_length,
+                     image_size=cfg.model.image_size, audio_augment=False)  # fmt: skip
+    batch = draw_batch(Corpus(prepared_corpus, "train"), spec, seed=0, step=0)
+    f_v = torch.nn.functional.normalize(torch.randn(3, cfg.model.id_dim), dim=-1)
+    f_ir = torch.randn(3, cfg.model.ir_dim)
+
+    def total(weight: float) -> tuple[torch.Tensor, dict]:
+        cfg.loss.audio_centroid, metrics = weight, {}
+        with torch.no_grad():
+            loss, _, _ = module._sync_losses(batch, "other-ids", f_v, f_ir, torch.zeros_like(f_ir), metrics)
+        return loss, metrics
+
+    cfg.loss.centroid = 1.0
+    default, m = total(-1.0)
+    off, _ = total(0.0)
+    double, _ = total(2.0)
+    assert m["aid_arcface"] > 0
+    assert torch.allclose(default - off, m["aid_arcface"], atol=1e-5)
+    assert torch.allclose(double - off, 2 * m["aid_arcface"], atol=1e-5)
+    cfg.loss.centroid = 0.0
+    assert torch.allclose(total(-1.0)[0], off, atol=1e-5), "negative follows λc"
+    assert TrainConfig.from_dict({"model": {"preset": "tiny"}, "loss": {"audio_centroid": 0.0}}).loss.centroid == 1.0

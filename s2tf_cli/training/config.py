@@ -23,6 +23,8 @@ class LossWeights:
     per: float = 1.0  # λper inside L_rec (VGG19 or discriminator feature matching)
     mouth: float = 0.0  # extra L1 weight on the mouth box inside L_rec (0: the paper's plain L1)
     centroid: float = 1.0  # λc: ArcFace on the shared centroids
+    audio_centroid: float = -1.0  # λc of f_id^a's ArcFace alone (negative: λc). 0 with λc 1 ablates the
+    # sharing itself: W and f_id^v keep their ArcFace, the voice is tied to the faces by InfoNCE only
     id_sync: float = 1.0  # λ_sync^id: Eq. 1 contrastive audio-visual identity loss
     s_sync: float = 1.0  # λ_sync^s: Eq. 3 contrastive content loss
     r1: float = 0.0  # R1 penalty on real images (0: off)
