@@ -34,6 +34,11 @@ class LossWeights:
     adv_start: int = 0  # global step from which L_adv (and the discriminator's training) is on: a
     # reconstruction-only warm-up keeps the generator from collapsing while it is still far from faces
 
+    @property
+    def audio_arcface(self) -> float:
+        """The weight of f_id^a's ArcFace term: `audio_centroid`, or λc where that is negative."""
+        return self.centroid if self.audio_centroid < 0 else self.audio_centroid
+
 
 @dataclass
 class StageSteps:

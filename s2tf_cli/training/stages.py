@@ -134,8 +134,7 @@ class TrainingModule(nn.Module):
                      f_ir_1: torch.Tensor, metrics: dict):  # fmt: skip
         w = self.cfg.loss
         f_id_a = self.identity_features(batch["id_audio"])
-        loss = (w.centroid if w.audio_centroid < 0 else w.audio_centroid) * self._labelled(
-            f_id_a, batch["label"], metrics, "aid")
+        loss = w.audio_arcface * self._labelled(f_id_a, batch["label"], metrics, "aid")
         l_id, m = self.nce(f_id_a, f_id_v)
         metrics.update({"id_sync": l_id.detach(), "id_sync_acc": m["acc"]})
         f_s = self.content_features(batch["content_audio"])

@@ -42,13 +42,13 @@ def mixed_precision(precision: str, use_cpu: bool) -> str:
 
 def make_accelerator(cpu: bool | None = None, precision: str = "auto"):
     from accelerate import Accelerator, DistributedDataParallelKwargs
-
     from accelerate.state import AcceleratorState
 
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     mode = mixed_precision(precision, use_cpu)
     shared = AcceleratorState._shared_state
-    if shared and (shared.get("_mixed_precision") != mode or (use_cpu and shared["device"].type != "cpu")):
+    on_other_device = use_cpu and getattr(shared.get("device"), "type", "cpu") != "cpu"
+    if shared and (shared.get("_mixed_precision") != mode or on_other_device):
         # Accelerate keeps one process-wide state and refuses a second recipe in the same process
         # (a notebook or a test suite training fp32, then bf16); the process group is left alone.
         AcceleratorState._reset_state(reset_partial_state=False)
