@@ -16,7 +16,8 @@ from .errors import UsageError
 # Columns of the table, in the paper's order, then ours.
 COLUMNS = ["cosine", "cosine ±", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R@5", "voice R@5 ±", "voice R@10",
            "AUC rand", "AUC rand ±", "AUC G", "AUC G ±", "AUC N", "AUC A", "AUC GNA", "gender %", "gender % ±",
-           "judge gender % real faces", "judge gender % blurred real faces", "age group %", "age group % ±", "KID", "LMD", "LMD shuffled audio",
+           "judge gender % real faces", "judge gender % blurred real faces", "age group %", "age group % ±", "KID",
+           "unseen recon cosine", "unseen recon L1", "LMD", "LMD shuffled audio",
            "mouth-loudness corr", "mouth-loudness corr real frames", "f_ir mouth R2", "f_id^v face-score R2",
            "f_id^a face-score R2", "sync offset 0 %", "sync offset ±1 %", "sync conf", "sync conf shuffled audio",
            "sync offset 0 % real frames", "sync conf real frames", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",

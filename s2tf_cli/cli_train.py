@@ -77,6 +77,39 @@ def data_prepare(
     typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
 
 
+@data_app.command("photos")
+@handle_errors
+def data_photos(
+    folders: Annotated[list[Path], typer.Argument(help="Face folders (identity sub-folders or one photo per "
+                                                  "person), then the output folder last.")],
+    size: Annotated[int, typer.Option("--size", help="Face crop size (the talking corpus's).")] = 128,
+    exclude: Annotated[list[Path], typer.Option("--exclude", help="Corpus (raw tree or prepared) whose people "
+                                                "to leave out, so its val/test people stay unseen; repeatable.")] = [],  # noqa: B006
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many people (0: all).")] = 0,
+    max_photos: Annotated[int, typer.Option("--max-photos", min=1, help="Photos per person.")] = 8,
+    workers: Annotated[int, typer.Option("--workers", "-j")] = 2,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Crop face photos (no voices) into a corpus for stage 1's `extra_faces`: more people for G."""
+    _setup_logging(verbose)
+    from .data.photos import PhotoOptions, photo_people, prepare_photos
+
+    if len(folders) < 2:
+        raise UsageError("give at least one face folder and then the output folder")
+    *sources, out = folders
+    for folder in [*sources, *exclude]:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: no such folder")
+    opts = PhotoOptions(out, size=size, max_photos=max_photos, limit=limit, exclude=list(exclude), workers=workers)
+    people = photo_people(sources, opts)
+    if not people:
+        raise UsageError(f"{', '.join(map(str, sources))}: no photos of people outside the excluded corpora")
+    with _progress() as bar:
+        task = bar.add_task("cropping photos", total=len(people))
+        summary = prepare_photos(sources, opts, progress=lambda n: bar.advance(task, n), people=people)
+    typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
 @app.command("train")
 @handle_errors
 def train_cmd(
@@ -89,6 +122,8 @@ def train_cmd(
     cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when CUDA is present.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Replace the recipe's seed (a replicate of one "
                                              "recipe); kept in the run's train_config.json.")] = None,
+    extra_faces: Annotated[Optional[Path], typer.Option("--extra-faces", help="Photo corpus (`s2tf data photos`) "
+                           "for the recipe's extra_faces (overrides the config).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train the three stages (visual, audio-visual sync, finetune); resumes from the run folder."""
@@ -113,8 +148,12 @@ def train_cmd(
         cfg.init = init
     if seed is not None:
         cfg.seed = seed
+    if extra_faces is not None:
+        cfg.extra_faces = str(extra_faces)
     if not cfg.corpus or not (Path(cfg.corpus) / "manifest.jsonl").is_file():
         raise UsageError(f"{cfg.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
+    if cfg.extra_face_share > 0 and not (Path(cfg.extra_faces) / "manifest.jsonl").is_file():
+        raise UsageError(f"{cfg.extra_faces or '(no extra_faces)'}: not a photo corpus (run `s2tf data photos`)")
     with _progress() as bar:
         task = bar.add_task("training", total=None)
 

@@ -209,3 +209,27 @@ def test_face_score_r2_sees_a_linear_tie_and_not_noise():
     noise = rng.normal(size=(300, 4))
     assert min(per_direction_r2(x[:200], tied[:200], x[200:], tied[200:], ridge=1e-3)) > 0.99
     assert max(per_direction_r2(x[:200], noise[:200], x[200:], noise[200:])) < 0.1
+
+
+def test_unseen_reconstruction_scores_a_perfect_and_a_blank_autoencoder(prepared_corpus, tiny_weights, monkeypatch):
+    """The autoencoder columns on known answers: G returning the very face it encoded gives cosine 1 and
+    L1 0; G returning mid-grey gives the faces' mean distance from grey."""
+    import torch
+
+    from s2tf_cli.evaluation.embedder import FaceEmbedder
+    from s2tf_cli.evaluation.protocol import corpus_people, reconstruction_metrics
+    from s2tf_cli.pipeline import S2TF
+
+    s2tf = S2TF.from_pretrained(str(tiny_weights), device="cpu")
+    people = corpus_people(prepared_corpus, "train")[:3]
+    embedder = FaceEmbedder()
+    e_real = embedder.embed_many([p.face for p in people])
+    monkeypatch.setattr(s2tf, "_encode_images", lambda crops: (torch.stack([
+        torch.from_numpy(c.astype(np.float32) / 127.5 - 1).permute(2, 0, 1) for c in crops]),) * 2)  # fmt: skip
+    monkeypatch.setattr(s2tf.model, "generate", lambda f_id, f_ir, noise=None: f_ir)
+    same = reconstruction_metrics(s2tf, people, embedder, e_real)
+    assert same["unseen recon cosine"] == pytest.approx(1.0, abs=1e-4) and same["unseen recon L1"] < 0.6
+    monkeypatch.setattr(s2tf.model, "generate", lambda f_id, f_ir, noise=None: torch.zeros_like(f_ir))
+    grey = reconstruction_metrics(s2tf, people, embedder, e_real)
+    expected = np.mean([np.abs(p.face.astype(np.float32) - 127.5).mean() for p in people])
+    assert grey["unseen recon L1"] == pytest.approx(expected, abs=1.0) and grey["unseen recon cosine"] < 0.99

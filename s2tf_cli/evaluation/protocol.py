@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import images
 from ..pipeline import S2TF
 from . import metrics as M
 from .attributes import AttributeClassifier, age_group
@@ -198,7 +199,23 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
         shared_row = _shared_space_metrics(s2tf, people, torch.stack(f_a))
         out["_per_person"].update(shared_row.pop("_per_person"))
         out.update(shared_row)
+        out.update(reconstruction_metrics(s2tf, people, embedder, e_real))
     return out
+
+
+def reconstruction_metrics(s2tf: S2TF, people: list[Person], embedder, e_real: np.ndarray) -> dict:
+    """Stage 1's autoencoder, G(cat(f_id^v, f_ir^v)) of each real face, on people it never trained on:
+    where G smears an unseen face it smears an unseen voice's too, whatever the audio side does."""
+    recon = []
+    for p in people:
+        f_id, f_ir = s2tf._encode_images([s2tf._face_crop(p.face, aligned=True)])
+        with torch.inference_mode(), s2tf._per_frame():
+            img = s2tf.model.generate(f_id, f_ir, s2tf.model.generator.make_noise(0, s2tf.device)).float()
+        recon.append(images.to_uint8(img)[0])
+    l1 = np.array([np.abs(r.astype(np.float32) - images.resize(p.face, r.shape[0]).astype(np.float32)).mean()
+                   for r, p in zip(recon, people)])  # fmt: skip
+    cos = M.cosine(embedder.embed_many(recon), e_real)
+    return {"unseen recon cosine": float(cos.mean()), "unseen recon L1": float(l1.mean())}
 
 
 def _shared_space_metrics(s2tf: S2TF, people: list[Person], f_a: torch.Tensor) -> dict:

@@ -58,6 +58,11 @@ class TrainConfig:
     # (for continuing on a corpus whose people differ from the ones the weights were trained on)
     reinit: list[str] = field(default_factory=list)  # with `init`: model parts that start afresh instead
     # (e.g. ["audio_identity"] to retrain E_id^a alone on a corpus whose voices differ, for an ablation)
+    frozen: list[str] = field(default_factory=list)  # model parts that train in no stage (e.g. the visual
+    # encoders and W while the generator alone learns from `extra_faces`, so the voice side stays in sync)
+    extra_faces: str = ""  # photo corpus (`s2tf data photos`) whose people join stage 1's batches: no voices,
+    # no ArcFace labels, many more faces than the talking corpus has, so G learns the space between its people
+    extra_face_share: float = 0.0  # share of each stage-1 batch drawn from `extra_faces`
     steps: StageSteps = field(default_factory=StageSteps)
     loss: LossWeights = field(default_factory=LossWeights)
     batch_size: int = 16  # per process
@@ -89,10 +94,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.real_voice_share <= 1.0:
             raise ConfigError(f"train config 'real_voice_share' must be in [0, 1], not {self.real_voice_share}")
-        unknown = sorted(set(self.reinit) - set(MODEL_PARTS))
-        if unknown:
-            raise ConfigError(f"train config 'reinit': unknown model part(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(MODEL_PARTS)}")  # fmt: skip
+        if not 0.0 <= self.extra_face_share < 1.0:
+            raise ConfigError(f"train config 'extra_face_share' must be in [0, 1), not {self.extra_face_share}")
+        for key in ("reinit", "frozen"):
+            unknown = sorted(set(getattr(self, key)) - set(MODEL_PARTS))
+            if unknown:
+                raise ConfigError(f"train config '{key}': unknown model part(s) {', '.join(unknown)}; "
+                                  f"known: {', '.join(MODEL_PARTS)}")  # fmt: skip
         if self.reinit and not self.init:
             raise ConfigError("train config 'reinit' needs 'init' (a random start is fresh already)")
 

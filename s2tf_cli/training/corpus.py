@@ -178,3 +178,27 @@ def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int 
     if neg_audio:
         batch["neg_audio"] = torch.from_numpy(np.stack(neg_audio))
     return batch
+
+
+def draw_photos(photos: Corpus, n: int, image_size: int, seed: int, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
+    """Stage-1 frames of n people from a photo corpus (`s2tf data photos`), in `draw_batch`'s keys. The
+    identity frame is another photo of the person where there is one, and mirrored half the time, so
+    that with a single photo it is still not the target's own pixels."""
+    rng = np.random.default_rng([seed, step, rank, 2])
+    first, frame_k, frame_k_aug, frame_1_clip = [], [], [], []
+    for p in pick_identities(photos, n, rng):
+        shard = photos.shard(photos.clips[photos.by_identity[photos.identities[p]][0]])
+        k, j = int(rng.integers(len(shard))), int(rng.integers(len(shard)))
+        img_k = _sized(shard.frame(k), image_size)
+        ident = _sized(shard.frame(j), image_size)
+        first.append(np.ascontiguousarray(ident[:, ::-1]) if rng.random() < 0.5 else ident)
+        frame_k.append(img_k)
+        frame_k_aug.append(augment.visual(img_k, rng))
+        frame_1_clip.append(_sized(shard.frame(0), image_size))
+    return {"first": _to_tensor(first), "frame": _to_tensor(frame_k), "frame_aug": _to_tensor(frame_k_aug),
+            "clip_first": _to_tensor(frame_1_clip), "label": torch.full((n,), -1, dtype=torch.long)}  # fmt: skip
+
+
+def join_batches(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The two batches' samples one after the other (keys both have)."""
+    return {k: torch.cat([a[k], b[k]]) for k in a if k in b}

@@ -70,11 +70,15 @@ class TrainingModule(nn.Module):
             module.requires_grad_(True)
         if stage != "sync":
             self.discriminator.requires_grad_(True)
+        frozen = [getattr(self.model, part) for part in self.cfg.frozen]
+        for module in frozen:
+            module.requires_grad_(False)
         self.model.train()
         # Frozen encoders keep their batch-norm statistics.
         if stage == "sync":
-            for m in (self.model.visual_identity, self.model.visual_irrelevant):
-                m.eval()
+            frozen += [self.model.visual_identity, self.model.visual_irrelevant]
+        for m in frozen:
+            m.eval()
 
     # -------------------------------------------------------------------------- features
     def content_features(self, audio: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ run continues exactly where it stopped.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import csv
 import json
 import logging
@@ -25,7 +26,7 @@ from ..models.s2tf import S2TFModel
 from ..precision import PRECISIONS, native_bf16
 from . import checkpoint
 from .config import TrainConfig
-from .corpus import BatchSpec, Corpus, draw_batch, model_input
+from .corpus import BatchSpec, Corpus, draw_batch, draw_photos, join_batches, model_input
 from .stages import STAGES, TrainingModule, stage_at
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,14 @@ def train(
         audio_augment=cfg.audio_augment,
         real_voice_share=cfg.real_voice_share,
     )
+    if cfg.extra_face_share > 0 and not cfg.extra_faces:
+        raise ValueError("train config 'extra_face_share' needs 'extra_faces' (a `s2tf data photos` folder)")
+    photos = Corpus(cfg.extra_faces, "train") if cfg.extra_face_share > 0 else None
+    n_photos = min(int(round(cfg.batch_size * cfg.extra_face_share)), cfg.batch_size - 1) if photos else 0
+    photo_spec = dataclasses.replace(spec, batch_size=cfg.batch_size - n_photos)
+    if n_photos:
+        log.info("stage 1: %d of every %d faces from %s (%d people)", n_photos, cfg.batch_size, cfg.extra_faces,
+                 len(photos.identities))  # fmt: skip
     total = cfg.steps.visual + cfg.steps.sync + cfg.steps.finetune
     stop = min(total, max_steps) if max_steps is not None else total
     stage_time: dict[str, float] = {s: 0.0 for s in STAGES}
@@ -199,7 +208,11 @@ def train(
             module.set_stage(stage)
             current = stage
         torch.manual_seed(cfg.seed * 1_000_003 + step * 97 + rank)
-        drawn = draw_batch(corpus, spec, cfg.seed, step, rank, audio=stage != "visual")  # stage 1 hears nothing
+        if stage == "visual" and n_photos:
+            drawn = join_batches(draw_batch(corpus, photo_spec, cfg.seed, step, rank, audio=False),
+                                 draw_photos(photos, n_photos, spec.image_size, cfg.seed, step, rank))  # fmt: skip
+        else:
+            drawn = draw_batch(corpus, spec, cfg.seed, step, rank, audio=stage != "visual")  # stage 1 hears nothing
         batch = {k: v.to(accelerator.device) for k, v in drawn.items()}
         adversarial = step >= cfg.loss.adv_start
         with accelerator.autocast():
