@@ -126,6 +126,12 @@ def test_generator_only_stage_one_on_photos(prepared_corpus, photo_corpus, tmp_p
         assert keys and all(torch.equal(start[k], after["model." + k]) for k in keys), part
     gen = [k for k in start if k.startswith("generator.") and start[k].dtype.is_floating_point]
     assert not all(torch.equal(start[k], after["model." + k]) for k in gen)
+    from s2tf_cli.training.card import run_details
+
+    card = run_details(tmp_path / "run")
+    assert "- frozen in every stage: visual_identity, visual_irrelevant, centroids" in card
+    photos_part = card[card.index("Stage 1 also drew 50% of each batch from the voiceless photo corpus"):]
+    assert "| celeb | train | 2 | 2 |" in photos_part and "| flat | train | 1 | 1 |" in photos_part
 
 
 def test_photo_options_are_checked(prepared_corpus, photo_corpus, tmp_path):

@@ -44,7 +44,7 @@ SOURCE_TERMS = {
 }
 
 
-def corpus_details(corpus: Path) -> str:
+def corpus_details(corpus: Path, title: str = "Prepared corpus") -> str:
     """Identities and clips per source and split of a prepared corpus, with each source's terms."""
     manifest = Path(corpus) / "manifest.jsonl"
     if not manifest.is_file():
@@ -56,7 +56,7 @@ def corpus_details(corpus: Path) -> str:
         ids, clips = counts.get(key, (set(), 0))
         ids.add(row["identity"])
         counts[key] = (ids, clips + 1)
-    lines = ["### Data", "", f"Prepared corpus `{Path(corpus).name}`:", "",
+    lines = ["### Data", "", f"{title} `{Path(corpus).name}`:", "",
              "| source | split | identities | clips |", "|---|---|---|---|"]  # fmt: skip
     for (source, split), (ids, clips) in sorted(counts.items()):
         lines.append(f"| {source} | {split} | {len(ids)} | {clips} |")
@@ -79,8 +79,14 @@ def run_details(run: Path, corpus_note: str = "") -> str:
             f"seed {cfg.get('seed')}"
         )
         parts.append(f"- loss weights: {json.dumps(cfg.get('loss', {}))}")
+        if cfg.get("frozen"):
+            parts.append(f"- frozen in every stage: {', '.join(cfg['frozen'])}")
         if not corpus_note and cfg.get("corpus"):
             corpus_note = corpus_details(Path(cfg["corpus"]))
+            if cfg.get("extra_faces") and cfg.get("extra_face_share", 0) > 0:
+                photos = corpus_details(Path(cfg["extra_faces"]), f"Stage 1 also drew {cfg['extra_face_share']:.0%} "
+                                        "of each batch from the voiceless photo corpus")  # fmt: skip
+                corpus_note += "\n\n" + photos.removeprefix("### Data\n\n") if photos else ""
     summary = run / "summary.json"
     if summary.is_file():
         s = json.loads(summary.read_text())
