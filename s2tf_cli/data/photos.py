@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .jobs import run_jobs
 from .sources import Identity, face_identities
 
 log = logging.getLogger(__name__)
@@ -114,20 +115,7 @@ def prepare_photos(folders: list[Path], opts: PhotoOptions, progress=None, peopl
         raise FileNotFoundError(f"{', '.join(map(str, folders))}: no photos of people outside the excluded corpora")
     opts.out.mkdir(parents=True, exist_ok=True)
     jobs = [(p, opts) for p in people]
-    results = []
-    if opts.workers > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(opts.workers) as pool:
-            for res in pool.imap(_run_one, jobs, chunksize=16):
-                results.append(res)
-                if progress:
-                    progress(1)
-    else:
-        for job in jobs:
-            results.append(_run_one(job))
-            if progress:
-                progress(1)
+    results = run_jobs(_run_one, jobs, opts.workers, 16, progress)
     rows = [r for _, r, _ in results if r is not None]
     with open(opts.out / "manifest.jsonl", "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .jobs import run_jobs
+
 log = logging.getLogger(__name__)
 
 FPS = 25.0
@@ -148,21 +150,8 @@ def prepare_corpus(opts: PrepareOptions, progress=None) -> dict[str, int]:
         raise FileNotFoundError(f"{opts.root}: no clips in the <identity>/<video>/<clip>.mp4 layout")
     meta = read_meta(opts.root)
     opts.out.mkdir(parents=True, exist_ok=True)
-    results = []
     jobs = [(c, opts) for c in clips]
-    if opts.workers > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(opts.workers) as pool:
-            for res in pool.imap(_run_one, jobs, chunksize=4):
-                results.append(res)
-                if progress:
-                    progress(1)
-    else:
-        for job in jobs:
-            results.append(_run_one(job))
-            if progress:
-                progress(1)
+    results = run_jobs(_run_one, jobs, opts.workers, 4, progress)
     rows = [r for _, r, _ in results if r is not None]
     skipped = [(c, why) for c, r, why in results if r is None]
     train_ids = sorted({r["identity"] for r in rows if split_of(r["identity"], opts.val_fraction,
