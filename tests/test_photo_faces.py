@@ -149,3 +149,30 @@ def test_photo_options_are_checked(prepared_corpus, photo_corpus, tmp_path):
                                  str(tmp_path / "none"), "--cpu"])  # fmt: skip
     assert result.exit_code == 2 and "none: not a photo corpus (run `s2tf data photos`)" in result.output
     assert not (tmp_path / "cli").exists()
+
+
+def test_discriminator_warmup_trains_the_discriminator_alone(prepared_corpus, photo_corpus, tmp_path):
+    cfg = _stage1_config(prepared_corpus, photo_corpus)
+    cfg.frozen, cfg.discriminator_warmup, cfg.checkpoint_every, cfg.keep_checkpoints = [], 2, 1, 5
+    cfg.steps.visual = 3
+    train(cfg, tmp_path / "run", cpu=True)
+    ckpt = [load_file(str(tmp_path / "run" / "checkpoints" / f"ckpt-000000{i}" / "module.safetensors")) for i in (1, 2, 3)]
+    ema = [load_file(str(tmp_path / "run" / "checkpoints" / f"ckpt-000000{i}" / "ema.safetensors")) for i in (1, 2, 3)]
+
+    def same(a, b, prefix):
+        keys = [k for k in a if k.startswith(prefix) and a[k].dtype.is_floating_point]
+        assert keys, prefix
+        return all(torch.equal(a[k], b[k]) for k in keys)
+
+    for part in ("model.generator.", "model.visual_identity.", "model.visual_irrelevant.", "model.centroids."):
+        assert same(ckpt[0], ckpt[1], part), part  # steps 1 and 2: the warm-up
+    assert same(ema[0], ema[1], "")
+    assert not same(ckpt[0], ckpt[1], "discriminator.")
+    assert not same(ckpt[1], ckpt[2], "model.generator.") and not same(ema[1], ema[2], "")
+    metrics = (tmp_path / "run" / "metrics-visual.csv").read_text().splitlines()
+    assert len(metrics) == 4 and all(float(row.split(",")[-1]) > 0 for row in metrics[1:])  # loss_d logged
+    from s2tf_cli.training.card import run_details
+
+    assert "- the first 2 steps trained the (fresh) discriminator alone" in run_details(tmp_path / "run")
+    with pytest.raises(ConfigError, match="'discriminator_warmup' must be >= 0"):
+        TrainConfig.from_dict({"model": {"preset": "tiny"}, "discriminator_warmup": -1})

@@ -81,6 +81,8 @@ def run_details(run: Path, corpus_note: str = "") -> str:
         parts.append(f"- loss weights: {json.dumps(cfg.get('loss', {}))}")
         if cfg.get("frozen"):
             parts.append(f"- frozen in every stage: {', '.join(cfg['frozen'])}")
+        if cfg.get("discriminator_warmup"):
+            parts.append(f"- the first {cfg['discriminator_warmup']} steps trained the (fresh) discriminator alone")
         if not corpus_note and cfg.get("corpus"):
             corpus_note = corpus_details(Path(cfg["corpus"]))
             if cfg.get("extra_faces") and cfg.get("extra_face_share", 0) > 0:

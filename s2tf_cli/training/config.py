@@ -63,6 +63,8 @@ class TrainConfig:
     extra_faces: str = ""  # photo corpus (`s2tf data photos`) whose people join stage 1's batches: no voices,
     # no ArcFace labels, many more faces than the talking corpus has, so G learns the space between its people
     extra_face_share: float = 0.0  # share of each stage-1 batch drawn from `extra_faces`
+    discriminator_warmup: int = 0  # first steps in which D alone trains (G and the encoders wait): exported
+    # weights bring no discriminator, so `init` starts a fresh one, and G answering to it at once learns speckle
     steps: StageSteps = field(default_factory=StageSteps)
     loss: LossWeights = field(default_factory=LossWeights)
     batch_size: int = 16  # per process
@@ -101,6 +103,8 @@ class TrainConfig:
             if unknown:
                 raise ConfigError(f"train config '{key}': unknown model part(s) {', '.join(unknown)}; "
                                   f"known: {', '.join(MODEL_PARTS)}")  # fmt: skip
+        if self.discriminator_warmup < 0:
+            raise ConfigError(f"train config 'discriminator_warmup' must be >= 0, not {self.discriminator_warmup}")
         if self.reinit and not self.init:
             raise ConfigError("train config 'reinit' needs 'init' (a random start is fresh already)")
 

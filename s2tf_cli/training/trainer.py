@@ -215,11 +215,17 @@ def train(
             drawn = draw_batch(corpus, spec, cfg.seed, step, rank, audio=stage != "visual")  # stage 1 hears nothing
         batch = {k: v.to(accelerator.device) for k, v in drawn.items()}
         adversarial = step >= cfg.loss.adv_start
-        with accelerator.autocast():
+        warming = step < cfg.discriminator_warmup  # D alone learns; G's forward only makes its fakes
+        if warming:
+            model.eval()  # batch-norm statistics wait too
+        with accelerator.autocast(), torch.set_grad_enabled(not warming):
             loss_g, metrics, fake = wrapped(batch, stage, phase, "g", adversarial=adversarial)
-        opt_g.zero_grad(set_to_none=True)
-        accelerator.backward(loss_g)
-        opt_g.step()
+        if warming:
+            module.set_stage(stage)
+        else:
+            opt_g.zero_grad(set_to_none=True)
+            accelerator.backward(loss_g)
+            opt_g.step()
         if fake is not None and adversarial:
             with accelerator.autocast():
                 loss_d, m_d, _ = wrapped(batch, stage, phase, "d", fake.detach())
@@ -229,7 +235,7 @@ def train(
             metrics.update(m_d)
         elif fake is not None:
             metrics["loss_d"] = torch.zeros(())  # the discriminator rests during the warm-up
-        if fake is not None:
+        if fake is not None and not warming:
             _ema_update(ema, model.generator, ema_decay_at(cfg, step))
         elapsed = time.perf_counter() - t0
         stage_time[stage] += elapsed
