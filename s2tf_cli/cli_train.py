@@ -110,6 +110,22 @@ def data_photos(
     typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
 
 
+@data_app.command("ge2e")
+@handle_errors
+def data_ge2e(
+    out: Annotated[Path, typer.Argument(help="Output .safetensors file (a recipe's audio_identity_init).")],
+    source: Annotated[Optional[Path], typer.Option("--source", help="resemblyzer's pretrained.pt "
+                                                   "(default: the installed resemblyzer's).")] = None,
+) -> None:
+    """The pretrained GE2E speaker encoder (resemblyzer) as safetensors, for E_id^a's 'ge2e' backbone."""
+    from .data.ge2e import export_ge2e
+
+    if out.suffix != ".safetensors":
+        raise UsageError(f"{out}: the output must be a .safetensors file")
+    summary = export_ge2e(out, source)
+    typer.echo(f"{out}: " + " ".join(f"{k}={v}" for k, v in summary.items()))
+
+
 @app.command("train")
 @handle_errors
 def train_cmd(

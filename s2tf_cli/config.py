@@ -17,7 +17,8 @@ from typing import Any, get_type_hints
 FORMAT_VERSION = 1
 
 # Keys a format-1 folder may lack: added later, their default is the behaviour before they existed.
-ADDED_KEYS = frozenset({"centroid_prior", "novel_id", "novel_angle"})
+ADDED_KEYS = frozenset({"centroid_prior", "novel_id", "novel_angle", "backbone", "ge2e_mels", "ge2e_hidden",
+                        "ge2e_layers", "ge2e_partial", "head_hidden", "train_backbone"})
 
 
 class ConfigError(ValueError):
@@ -39,11 +40,23 @@ class AudioConfig:
 
 @dataclass
 class AudioIdentityConfig:
-    """E_id^a: ResNetSE34-style residual squeeze-excitation network with attentive statistics pooling."""
+    """E_id^a: ResNetSE34-style residual squeeze-excitation network with attentive statistics pooling,
+    trained here ("resnet"), or a pretrained GE2E speaker LSTM with a trained head ("ge2e")."""
 
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # per stage
-    layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])  # residual blocks per stage
-    se_reduction: int = 8  # squeeze-excitation bottleneck ratio
+    backbone: str = "resnet"  # "resnet" or "ge2e" (models/speaker_ge2e.py)
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # resnet: per stage
+    layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])  # resnet: residual blocks per stage
+    se_reduction: int = 8  # resnet: squeeze-excitation bottleneck ratio
+    ge2e_mels: int = 40  # ge2e: its mel bands (resemblyzer's: 40)
+    ge2e_hidden: int = 256  # ge2e: LSTM width = d-vector length (resemblyzer's: 256)
+    ge2e_layers: int = 3  # ge2e: LSTM layers (resemblyzer's: 3)
+    ge2e_partial: int = 160  # ge2e: mel frames per partial utterance (1.6 s), one every half of that
+    head_hidden: int = 512  # ge2e: width of the trained MLP from the d-vector into the identity space
+    train_backbone: bool = False  # ge2e: False keeps the pretrained LSTM as it is in every stage
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("resnet", "ge2e"):
+            raise ConfigError(f"audio_identity.backbone must be 'resnet' or 'ge2e', not {self.backbone!r}")
 
 
 @dataclass
@@ -243,7 +256,13 @@ def _tiny_preset() -> ModelConfig:
     )
 
 
-PRESETS = {"paper": ModelConfig, "cpu": _cpu_preset, "tiny": _tiny_preset}
+def _cpu_ge2e_preset() -> ModelConfig:
+    """The CPU preset with E_id^a on the pretrained GE2E speaker encoder (real voices, not espeak's)."""
+    cfg = _cpu_preset()
+    return dataclasses.replace(cfg, preset="cpu-ge2e", audio_identity=AudioIdentityConfig(backbone="ge2e"))
+
+
+PRESETS = {"paper": ModelConfig, "cpu": _cpu_preset, "cpu-ge2e": _cpu_ge2e_preset, "tiny": _tiny_preset}
 
 
 def preset(name: str) -> ModelConfig:

@@ -195,7 +195,7 @@ FROM_SCRATCH = {"s2tf-cpu.json", "paper-voxceleb2.json", "ablation-no-centroids.
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.json") if "voice2face" not in p.name))
 def test_shipped_recipes_load(name):
     cfg = TrainConfig.load(RECIPES / name)
-    assert cfg.model.preset in ("cpu", "paper")
+    assert cfg.model.preset in ("cpu", "cpu-ge2e", "paper")
     steps = (cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune)
     assert min(steps) >= 0 and sum(steps) > 0
     if cfg.reinit:  # a part that starts afresh needs weights to start the rest from

@@ -72,6 +72,10 @@ class AudioIdentityEncoder(nn.Module):
         self.pool = AttentiveStatsPool(cin * freq)
         self.fc = nn.Linear(2 * cin * freq, id_dim)
 
+    def pretrained_parts(self) -> list[nn.Module]:
+        """Modules that keep their pretrained weights in every training stage: none here."""
+        return []
+
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         assert mel.dim() == 3, f"expected (B, n_mels, T), got {tuple(mel.shape)}"
         x = self.input_norm(mel)[:, None]  # (B, 1, F, T)

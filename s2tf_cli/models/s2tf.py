@@ -18,6 +18,7 @@ from .audio_identity import AudioIdentityEncoder
 from .centroids import IdentityCentroids
 from .generator import StyleGenerator
 from .mel import LogMel
+from .speaker_ge2e import GE2EIdentityEncoder
 from .visual_identity import VisualIdentityEncoder
 from .visual_irrelevant import VisualIrrelevantEncoder
 
@@ -36,7 +37,10 @@ class S2TFModel(nn.Module):
         self.cfg = cfg
         a = cfg.audio
         self.mel = LogMel(a)
-        self.audio_identity = AudioIdentityEncoder(cfg.audio_identity, a.n_mels, cfg.id_dim)  # E_id^a
+        if cfg.audio_identity.backbone == "ge2e":
+            self.audio_identity = GE2EIdentityEncoder(cfg.audio_identity, a, cfg.id_dim)  # E_id^a
+        else:
+            self.audio_identity = AudioIdentityEncoder(cfg.audio_identity, a.n_mels, cfg.id_dim)  # E_id^a
         self.audio_content = AudioContentEncoder(cfg.audio_content, a.n_mels, a.content_window, cfg.ir_dim)  # E_s^a
         self.visual_identity = VisualIdentityEncoder(cfg.visual_identity, cfg.id_dim)  # E_id^v
         self.visual_irrelevant = VisualIrrelevantEncoder(cfg.visual_irrelevant, cfg.ir_dim)  # E_ir^v

@@ -58,6 +58,8 @@ class TrainConfig:
     # (for continuing on a corpus whose people differ from the ones the weights were trained on)
     reinit: list[str] = field(default_factory=list)  # with `init`: model parts that start afresh instead
     # (e.g. ["audio_identity"] to retrain E_id^a alone on a corpus whose voices differ, for an ablation)
+    audio_identity_init: str = ""  # safetensors file of a pretrained GE2E speaker encoder (`s2tf data ge2e`) that
+    # E_id^a's backbone starts from, for audio_identity.backbone "ge2e" (loaded strictly; not on a resume)
     frozen: list[str] = field(default_factory=list)  # model parts that train in no stage (e.g. the visual
     # encoders and W while the generator alone learns from `extra_faces`, so the voice side stays in sync)
     extra_faces: str = ""  # photo corpus (`s2tf data photos`) whose people join stage 1's batches: no voices,
@@ -105,6 +107,8 @@ class TrainConfig:
                                   f"known: {', '.join(MODEL_PARTS)}")  # fmt: skip
         if self.discriminator_warmup < 0:
             raise ConfigError(f"train config 'discriminator_warmup' must be >= 0, not {self.discriminator_warmup}")
+        if self.audio_identity_init and self.model.audio_identity.backbone != "ge2e":
+            raise ConfigError("train config 'audio_identity_init' needs model.audio_identity.backbone 'ge2e'")
         if self.reinit and not self.init:
             raise ConfigError("train config 'reinit' needs 'init' (a random start is fresh already)")
 

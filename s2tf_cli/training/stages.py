@@ -70,7 +70,7 @@ class TrainingModule(nn.Module):
             module.requires_grad_(True)
         if stage != "sync":
             self.discriminator.requires_grad_(True)
-        frozen = [getattr(self.model, part) for part in self.cfg.frozen]
+        frozen = [getattr(self.model, part) for part in self.cfg.frozen] + self.model.audio_identity.pretrained_parts()
         for module in frozen:
             module.requires_grad_(False)
         self.model.train()

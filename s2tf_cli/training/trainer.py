@@ -162,7 +162,7 @@ def train(
             _truncate_logs(out, start)
     elif cfg.init:
         fresh = {part: copy.deepcopy(getattr(model, part).state_dict()) for part in cfg.reinit}
-        init_steps = warm_start(module, ema, cfg.init)
+        init_steps = warm_start(module, ema, cfg.init, cfg.reinit)
         log.info("continuing from %s (%d steps behind it)", cfg.init, init_steps)
         for part, state in fresh.items():
             getattr(model, part).load_state_dict(state, strict=True)
@@ -171,6 +171,9 @@ def train(
             ema.update({k: v.detach().clone() for k, v in model.generator.state_dict().items()})
         if cfg.imprint_centroids:
             log.info("centroids imprinted for %d training identities", imprint_centroids(model, corpus))
+    if cfg.audio_identity_init and not restored:
+        load_speaker_backbone(model, cfg.audio_identity_init)
+        log.info("E_id^a's GE2E backbone from %s", cfg.audio_identity_init)
     wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
     ema = {k: v.to(accelerator.device) for k, v in ema.items()}
     a = cfg.model.audio
@@ -268,23 +271,45 @@ def train(
     return summary
 
 
-def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: str) -> int:
+def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: str, reinit: list[str] = ()) -> int:
     """Load exported weights into the model (strict) and the EMA; the discriminator starts afresh.
+    Parts in `reinit` start afresh, so they may differ from the weights' (e.g. another E_id^a).
     Returns the training steps already behind those weights."""
     from ..hub import load_model, resolve
 
     source = resolve(weights)
     trained = load_model(source)
-    mine = module.model.state_dict()
-    theirs = trained.state_dict()
+    fresh = tuple(f"{part}." for part in reinit)
+    mine = {k: v for k, v in module.model.state_dict().items() if not k.startswith(fresh)}
+    theirs = {k: v for k, v in trained.state_dict().items() if not k.startswith(fresh)}
     wrong = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
     if wrong or set(theirs) - set(mine):
         raise ValueError(f"{weights}: its model does not match the recipe's (e.g. {(wrong or sorted(theirs))[0]}); "
                          "continue with the same model config and the same corpus identities")  # fmt: skip
-    module.model.load_state_dict(theirs, strict=True)
+    missing, unexpected = module.model.load_state_dict(theirs, strict=False)
+    assert not unexpected and all(k.startswith(fresh) for k in missing), (missing, unexpected)
     for key, value in module.model.generator.state_dict().items():
         ema[key].copy_(value)
     return trained.cfg.trained_steps
+
+
+def load_speaker_backbone(model: S2TFModel, path: str) -> None:
+    """E_id^a's GE2E backbone from a safetensors file (`s2tf data ge2e`), every key and shape checked."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    backbone = getattr(model.audio_identity, "backbone", None)
+    if backbone is None:
+        raise ValueError(f"{path}: a GE2E backbone needs model.audio_identity.backbone 'ge2e'")
+    try:
+        state = load_file(path)
+    except (OSError, SafetensorError) as exc:
+        raise ValueError(f"{path}: cannot read a safetensors file: {exc}") from None
+    mine = backbone.state_dict()
+    wrong = sorted(k for k in set(mine) | set(state) if k not in mine or k not in state or mine[k].shape != state[k].shape)
+    if wrong:
+        raise ValueError(f"{path}: not a GE2E backbone of this config (e.g. key {wrong[0]})")
+    backbone.load_state_dict(state, strict=True)
 
 
 def imprint_centroids(model: S2TFModel, corpus: Corpus, frames: int = 4) -> int:
