@@ -13,8 +13,13 @@ do not use it to identify, track or judge real people. Retrieval ranks only the 
 it. Every image and video s2tf writes is stamped as synthetic (PNG text chunks, MP4 metadata)."""
 
 
+GE2E_NOTE = """- E_id^a's backbone is resemblyzer's pretrained GE2E speaker encoder (Resemble AI, Apache-2.0;
+  `s2tf data ge2e`), frozen; its head, and everything else, was trained by s2tf"""
+
+
 def model_card(cfg: ModelConfig, title: str, details: str = "") -> str:
     """Markdown with Hub front matter; `details` holds data, recipe and evaluation where known."""
+    ge2e = f"\n{GE2E_NOTE}" if cfg.audio_identity.backbone == "ge2e" else ""
     return f"""---
 library_name: s2tf
 tags: [speech-to-face, talking-face, s2tf]
@@ -27,7 +32,7 @@ encoders over shared ArcFace centroids, audio content and visual identity-irrele
 and a StyleGAN2-style generator.
 
 - preset: `{cfg.preset}`, {cfg.image_size} px, f_id {cfg.id_dim}, f_ir {cfg.ir_dim}, {cfg.num_identities} centroids
-- load: `S2TF.from_pretrained("path-or-org/name")`, or `s2tf face voice.wav --weights path-or-org/name`
+- load: `S2TF.from_pretrained("path-or-org/name")`, or `s2tf face voice.wav --weights path-or-org/name`{ge2e}
 
 {details}
 

@@ -128,6 +128,9 @@ def test_frozen_ge2e_under_a_trained_head_from_continued_weights(prepared_corpus
     gen = [k for k in start if k.startswith("generator.")]
     assert not all(torch.equal(after[k], start[k]) for k in gen), "stage 3 trains G"
     assert load_model(resolve(str(out))).cfg.audio_identity.backbone == "ge2e"
+    card = (out / "README.md").read_text()
+    assert "resemblyzer's pretrained GE2E speaker encoder (Resemble AI, Apache-2.0" in card
+    assert "- E_id^a's GE2E backbone from `ge2e.safetensors`" in card
     import soundfile as sf
 
     sf.write(tmp_path / "v.wav", speechlike(1.5, f0=120, seed=8), 16000)

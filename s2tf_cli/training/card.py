@@ -81,6 +81,8 @@ def run_details(run: Path, corpus_note: str = "") -> str:
         parts.append(f"- loss weights: {json.dumps(cfg.get('loss', {}))}")
         if cfg.get("frozen"):
             parts.append(f"- frozen in every stage: {', '.join(cfg['frozen'])}")
+        if cfg.get("audio_identity_init"):
+            parts.append(f"- E_id^a's GE2E backbone from `{Path(cfg['audio_identity_init']).name}` (`s2tf data ge2e`)")
         if cfg.get("discriminator_warmup"):
             parts.append(f"- the first {cfg['discriminator_warmup']} steps trained the (fresh) discriminator alone")
         if not corpus_note and cfg.get("corpus"):
