@@ -497,3 +497,18 @@ def test_audio_centroid_weighs_the_voices_arcface_alone(prepared_corpus):
     cfg.loss.centroid = 0.0
     assert torch.allclose(total(-1.0)[0], off, atol=1e-5), "negative follows λc"
     assert TrainConfig.from_dict({"model": {"preset": "tiny"}, "loss": {"audio_centroid": 0.0}}).loss.centroid == 1.0
+
+
+def test_loss_table_first_and_last_rows_differ_on_a_short_log(tmp_path):
+    """A log of fewer than two windows splits in halves: 'first rows' and 'last rows' never average
+    the same rows (a 20-row stage once showed identical columns)."""
+    from s2tf_cli.training.card import loss_table
+
+    rows = ["step,stage,phase,seconds,aid_acc"] + [f"{10 * (i + 1)},sync,other-ids,0.1,{i / 10}" for i in range(20)]
+    (tmp_path / "metrics-sync-other-ids.csv").write_text("\n".join(rows) + "\n")
+    line = next(ln for ln in loss_table(tmp_path).splitlines() if "| aid_acc |" in ln)
+    assert line == "| sync-other-ids | 10-200 | aid_acc | 0.450 | 1.450 |"
+    long = ["step,stage,phase,seconds,aid_acc"] + [f"{i + 1},sync,same-id,0.1,{i}" for i in range(100)]
+    (tmp_path / "metrics-sync-other-ids.csv").write_text("\n".join(long) + "\n")
+    line = next(ln for ln in loss_table(tmp_path).splitlines() if "| aid_acc |" in ln)
+    assert line == "| sync-other-ids | 1-100 | aid_acc | 9.500 | 89.500 |", "20-row windows on a long log"

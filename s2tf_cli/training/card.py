@@ -22,15 +22,17 @@ def _mean(rows: list[dict[str, str]], key: str) -> float | None:
 
 
 def loss_table(run: Path, window: int = 20) -> str:
-    """Per stage/phase log: metric means over its first and last `window` logged rows."""
+    """Per stage/phase log: metric means over its first and last `window` logged rows (at most half
+    the rows each, so a short log's two columns never average the same rows)."""
     lines = ["| log | steps | metric | first rows | last rows |", "|---|---|---|---|---|"]
     for path in sorted(run.glob("metrics-*.csv")):
         rows = _rows(path)
         if not rows:
             continue
         span = f"{rows[0]['step']}-{rows[-1]['step']}"
+        w = max(1, min(window, len(rows) // 2))
         for key in KEY_METRICS:
-            first, last = _mean(rows[:window], key), _mean(rows[-window:], key)
+            first, last = _mean(rows[:w], key), _mean(rows[-w:], key)
             if first is not None:
                 lines.append(f"| {path.stem.removeprefix('metrics-')} | {span} | {key} | {first:.3f} | {last:.3f} |")
     return "\n".join(lines)
