@@ -27,7 +27,7 @@ REGISTRY: dict[str, RegistryEntry] = {
         name="s2tf-cpu",
         repo_id="s2tf/s2tf-cpu",
         embedded="s2tf-cpu",
-        sha256="3189969dc1142440e5a989201a56d3854a90842f5bedb1c8c976f3156d2ca5c5",
+        sha256="aab1fbaf22fa81fcab05c3366615e89222be97a66eddc92ce472591c626883a7",
         description="CPU preset (128 px), trained by this project; the default",
     ),
     "voice2face-cpu": RegistryEntry(
