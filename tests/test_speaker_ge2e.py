@@ -49,6 +49,22 @@ def test_band_map_turns_the_models_mels_into_ge2e_bands():
     assert np.corrcoef(np.log(np.clip(mapped[loud], 1e-8, None)).ravel(), np.log(theirs[loud]).ravel())[0, 1] > 0.9
 
 
+def test_band_map_comes_from_the_cache_once_computed(tmp_path, monkeypatch):
+    """Loading a GE2E model must not import librosa on a warm cache (it cost 1.6 s and ~120 MB of every
+    cold `s2tf face`): both filterbanks are cached like the model's own, and the map stays exact."""
+    import librosa
+
+    monkeypatch.setenv("S2TF_CACHE", str(tmp_path))
+    audio = AudioConfig(n_fft=640)
+    ours = librosa.filters.mel(sr=16000, n_fft=640, n_mels=audio.n_mels, fmin=audio.f_min, fmax=audio.f_max)
+    theirs = librosa.filters.mel(sr=16000, n_fft=640, n_mels=40)
+    expected = (theirs @ np.linalg.pinv(ours)).astype(np.float32)
+    assert np.array_equal(band_map(audio, 40), expected)
+    assert len(list((tmp_path / "mel").glob("*.npy"))) == 2
+    monkeypatch.setattr(librosa.filters, "mel", lambda **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    assert np.array_equal(band_map(audio, 40), expected)
+
+
 def test_ge2e_encoder_ignores_gain_and_takes_short_clips():
     torch.manual_seed(0)
     audio = preset("tiny").audio

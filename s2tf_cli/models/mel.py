@@ -14,23 +14,28 @@ LOG_FLOOR = 1e-5  # mel energy floor; log(LOG_FLOOR) is what silence looks like
 
 
 def mel_filters(cfg: AudioConfig) -> np.ndarray:
-    """librosa's mel filterbank for `cfg`, kept in the s2tf cache: importing librosa (scipy.signal,
-    numba) costs ~1.5 s of every cold start, the filterbank itself is a few kB."""
+    """librosa's mel filterbank for `cfg` (cached, see `cached_mel_filters`)."""
+    return cached_mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
+
+
+def cached_mel_filters(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """librosa's mel filterbank, kept in the s2tf cache: importing librosa (scipy.signal, numba) costs
+    ~1.5 s and ~100 MB of every cold start, the filterbank itself is a few kB."""
     from importlib.metadata import version
 
     from ..cache import cache_root
 
-    key = f"{cfg.sample_rate}-{cfg.n_fft}-{cfg.n_mels}-{cfg.f_min:g}-{cfg.f_max:g}-librosa{version('librosa')}"
+    key = f"{sample_rate}-{n_fft}-{n_mels}-{f_min:g}-{f_max:g}-librosa{version('librosa')}"
     path = cache_root() / "mel" / f"{key}.npy"
     try:
         filters = np.load(path, allow_pickle=False)
-        if filters.shape == (cfg.n_mels, cfg.n_fft // 2 + 1):
+        if filters.shape == (n_mels, n_fft // 2 + 1):
             return filters
     except (OSError, ValueError):
         pass
     import librosa
 
-    filters = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max)
+    filters = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AudioConfig, AudioIdentityConfig
+from .mel import cached_mel_filters, mel_filters
 
 GE2E_SAMPLE_RATE = 16000
 # Mean 40-band mel power (librosa, 25 ms Hann window) of speech normalised to -30 dBFS, the level
@@ -26,12 +27,10 @@ GE2E_LEVEL = 0.0091
 
 def band_map(audio: AudioConfig, mels: int) -> np.ndarray:
     """(mels, n_mels): the model's mel bands -> GE2E's (0-8 kHz) on the same FFT grid, via the
-    pseudo-inverse of the model's filterbank."""
-    import librosa
-
-    ours = librosa.filters.mel(sr=audio.sample_rate, n_fft=audio.n_fft, n_mels=audio.n_mels, fmin=audio.f_min,
-                               fmax=audio.f_max)  # fmt: skip
-    theirs = librosa.filters.mel(sr=audio.sample_rate, n_fft=audio.n_fft, n_mels=mels)
+    pseudo-inverse of the model's filterbank. Both filterbanks come from the s2tf cache, so loading the
+    model does not import librosa."""
+    ours = mel_filters(audio)
+    theirs = cached_mel_filters(audio.sample_rate, audio.n_fft, mels, 0.0, audio.sample_rate / 2)
     return (theirs @ np.linalg.pinv(ours)).astype(np.float32)
 
 
