@@ -110,6 +110,77 @@ def data_photos(
     typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
 
 
+@data_app.command("faces")
+@handle_errors
+def data_faces(
+    folders: Annotated[list[Path], typer.Argument(help="Face folders (s2f, RAVDESS, identity sub-folders or one "
+                                                  "photo per person), then the output folder last.")],
+    size: Annotated[int, typer.Option("--size", min=16, help="Face crop size in pixels.")] = 128,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1)] = 2,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Crop every face photo into one array (faces.npy + faces.csv) for the GAN stage; validation people
+    are marked and never trained on."""
+    _setup_logging(verbose)
+    from .data.faceset import build_faceset, photos_in
+
+    if len(folders) < 2:
+        raise UsageError("give at least one face folder and then the output folder")
+    *sources, out = folders
+    for folder in sources:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: no such folder")
+    total = sum(len(photos_in(f)) for f in sources)
+    if not total:
+        raise UsageError(f"{', '.join(map(str, sources))}: no face photos found")
+    with _progress() as bar:
+        task = bar.add_task("cropping faces", total=total)
+        summary = build_faceset(sources, out, size, workers, progress=lambda n: bar.advance(task, n))
+    typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@data_app.command("voices")
+@handle_errors
+def data_voices(
+    folders: Annotated[list[Path], typer.Argument(help="Voice folders (s2f, RAVDESS, LibriSpeech layouts), then "
+                                                  "the output folder last.")],
+    ge2e: Annotated[Path, typer.Option("--ge2e", help="GE2E weights from `s2tf data ge2e`.")],
+    augmented: Annotated[int, typer.Option("--augmented", min=0, help="Noisy, reverberant copies per clip.")] = 2,
+    preset_name: Annotated[str, typer.Option("--preset", help="Model preset whose audio front end to use.")] = "cpu-real",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """GE2E d-vectors of every real voice's identity windows, for training E_id^a's head; validation people
+    are marked and never trained on."""
+    _setup_logging(verbose)
+    from .config import ConfigError, preset
+    from .data.voiceset import build_voiceset, clips_in
+    from .models.s2tf import S2TFModel
+    from .training.trainer import load_speaker_backbone
+
+    if len(folders) < 2:
+        raise UsageError("give at least one voice folder and then the output folder")
+    *sources, out = folders
+    if not ge2e.is_file():
+        raise UsageError(f"{ge2e}: no such file (run `s2tf data ge2e`)")
+    try:
+        cfg = preset(preset_name)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if cfg.audio_identity.backbone != "ge2e":
+        raise UsageError(f"preset {preset_name!r} has no GE2E speaker encoder")
+    try:
+        total = sum(len(clips_in(f)) for f in sources)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    model = S2TFModel(cfg).eval()
+    load_speaker_backbone(model, str(ge2e))
+    with _progress() as bar:
+        task = bar.add_task("embedding voices", total=total)
+        summary = build_voiceset(sources, out, model, augmented, seed, progress=lambda n: bar.advance(task, n))
+    typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
 @data_app.command("ge2e")
 @handle_errors
 def data_ge2e(
@@ -140,6 +211,10 @@ def train_cmd(
                                              "recipe); kept in the run's train_config.json.")] = None,
     extra_faces: Annotated[Optional[Path], typer.Option("--extra-faces", help="Photo corpus (`s2tf data photos`) "
                            "for the recipe's extra_faces (overrides the config).")] = None,
+    faceset: Annotated[Optional[Path], typer.Option("--faceset", help="Face set (`s2tf data faces`) for a "
+                       "recipe's GAN stage on photos (overrides the config).")] = None,
+    voiceset: Annotated[Optional[Path], typer.Option("--voiceset", help="Voice set (`s2tf data voices`) for a "
+                        "recipe's voice stage (overrides the config).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train the three stages (visual, audio-visual sync, finetune); resumes from the run folder."""
@@ -166,7 +241,16 @@ def train_cmd(
         cfg.seed = seed
     if extra_faces is not None:
         cfg.extra_faces = str(extra_faces)
-    if not cfg.corpus or not (Path(cfg.corpus) / "manifest.jsonl").is_file():
+    if faceset is not None:
+        cfg.faceset = str(faceset)
+    if voiceset is not None:
+        cfg.voiceset = str(voiceset)
+    if cfg.steps.faces or cfg.steps.voices:
+        if not cfg.faceset or not (Path(cfg.faceset) / "faces.npy").is_file():
+            raise UsageError(f"{cfg.faceset or '(no faceset)'}: not a face set (run `s2tf data faces`)")
+        if cfg.steps.voices and (not cfg.voiceset or not (Path(cfg.voiceset) / "dvectors.npy").is_file()):
+            raise UsageError(f"{cfg.voiceset or '(no voiceset)'}: not a voice set (run `s2tf data voices`)")
+    elif not cfg.corpus or not (Path(cfg.corpus) / "manifest.jsonl").is_file():
         raise UsageError(f"{cfg.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
     if cfg.extra_face_share > 0 and not (Path(cfg.extra_faces) / "manifest.jsonl").is_file():
         raise UsageError(f"{cfg.extra_faces or '(no extra_faces)'}: not a photo corpus (run `s2tf data photos`)")

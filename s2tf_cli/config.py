@@ -18,7 +18,7 @@ FORMAT_VERSION = 1
 
 # Keys a format-1 folder may lack: added later, their default is the behaviour before they existed.
 ADDED_KEYS = frozenset({"centroid_prior", "novel_id", "novel_angle", "backbone", "ge2e_mels", "ge2e_hidden",
-                        "ge2e_layers", "ge2e_partial", "head_hidden", "train_backbone"})
+                        "ge2e_layers", "ge2e_partial", "head_hidden", "train_backbone", "kind"})
 
 
 class ConfigError(ValueError):
@@ -99,10 +99,16 @@ class GeneratorConfig:
 
 @dataclass
 class DiscriminatorConfig:
-    """Multi-scale patch discriminator (pix2pixHD), used in training only."""
+    """D, used in training only: a multi-scale patch discriminator (pix2pixHD, "patch") for the paper's
+    stages, or a residual whole-image one (StyleGAN2's, "residual") for the GAN stage on photos."""
 
-    scales: int = 3
-    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    scales: int = 3  # patch: image scales judged
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])  # per downsampling step
+    kind: str = "patch"  # "patch" or "residual"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("patch", "residual"):
+            raise ConfigError(f"discriminator.kind must be 'patch' or 'residual', not {self.kind!r}")
 
 
 @dataclass
@@ -262,7 +268,24 @@ def _cpu_ge2e_preset() -> ModelConfig:
     return dataclasses.replace(cfg, preset="cpu-ge2e", audio_identity=AudioIdentityConfig(backbone="ge2e"))
 
 
-PRESETS = {"paper": ModelConfig, "cpu": _cpu_preset, "cpu-ge2e": _cpu_ge2e_preset, "tiny": _tiny_preset}
+def _cpu_real_preset() -> ModelConfig:
+    """For real people on 2 cores: G at 64 px first (a GAN learns there in the steps a CPU gives), a
+    128-d identity space, a narrow f_ir (32: pose, expression, light; too narrow to carry a second
+    identity past f_id), GE2E under E_id^a and a residual D."""
+    cfg = _cpu_preset()
+    return dataclasses.replace(
+        cfg, preset="cpu-real", image_size=64, id_dim=128, ir_dim=32,
+        audio_identity=AudioIdentityConfig(backbone="ge2e"),
+        visual_identity=VisualIdentityConfig(block="basic", layers=[1, 2, 2, 1], channels=[32, 64, 128, 256],
+                                             groups=1, width_per_group=64, stem=32),
+        visual_irrelevant=VisualIrrelevantConfig(channels=[32, 64, 128, 128]),
+        generator=GeneratorConfig(channels=[256, 256, 128, 64, 32], style_dim=256, mapping_layers=3),
+        discriminator=DiscriminatorConfig(channels=[32, 64, 128, 256], kind="residual"),
+    )  # fmt: skip
+
+
+PRESETS = {"paper": ModelConfig, "cpu": _cpu_preset, "cpu-ge2e": _cpu_ge2e_preset, "cpu-real": _cpu_real_preset,
+           "tiny": _tiny_preset}
 
 
 def preset(name: str) -> ModelConfig:

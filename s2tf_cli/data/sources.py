@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a"}
 UTK_NAME = re.compile(r"^(\d+)_([01])_([0-4])_")
 UTK_RACES = ["white", "black", "asian", "indian", "other"]
 

@@ -41,7 +41,34 @@ class LossWeights:
 
 
 @dataclass
+class FacePriorLoss:
+    """The GAN stage on photos (`steps.faces`, training/face_prior.py): G draws a realistic face for every
+    point of the identity space, not only the people it saw. D judges every drawn face; the photo's own
+    identity is asked of G only loosely (a low-resolution L1 and the identity encoder's cosine), so novel
+    codes get faces as real as known ones."""
+
+    adv: float = 1.0  # non-saturating L_adv on every generated face
+    rec_low: float = 2.0  # L1 to the target photo after average-pooling both to `rec_size`: pose, layout, colour
+    rec_size: int = 16
+    rec_mouth: float = 1.0  # full-resolution L1 in the mouth box: f_ir must carry how open the mouth is, the
+    # target the voice's content features are later synchronised to (a 16 px L1 sees a mouth as 2 pixels)
+    identity: float = 1.0  # 1 - cos(E_id^v(G(f_id, f_ir)), f_id): the face keeps the identity it was given
+    identity_start: int = 500  # steps before the identity term (E_id^v must first mean something)
+    arcface: float = 1.0  # E_id^v's ArcFace on the shared W (people with an identity label)
+    attributes: float = 1.0  # E_id^v's gender / age / ethnicity heads where the photo has labels
+    r1: float = 0.1  # R1 gamma on D's real inputs
+    r1_every: int = 4  # lazy R1: every N steps, scaled by N
+    mix_share: float = 0.5  # extra faces per batch from novel identities (slerps between people) with
+    # another photo's f_ir: there is no target, only D and the identity term judge them
+    real_share: float = 0.25  # share of each batch drawn from photos of real-voice people (s2f, RAVDESS)
+    augment: list[str] = field(default_factory=lambda: ["color", "translation", "cutout"])  # DiffAugment
+    mapping_lr: float = 0.1  # the mapping MLP's lr as a fraction of G's (StyleGAN2: 0.01)
+
+
+@dataclass
 class StageSteps:
+    faces: int = 0  # stage 0 (a run of its own): the GAN on face photos (`faceset`); the others must be 0
+    voices: int = 0  # a run of its own after `faces`: E_id^a's head on real voices (`voiceset`), all else frozen
     visual: int = 2000  # stage 1: E_id^v, E_ir^v, G, D reconstruct frames
     sync: int = 1000  # stage 2: E_id^a, E_s^a synchronised to the frozen visual encoders
     finetune: int = 500  # stage 3: everything, driven by audio features
@@ -67,8 +94,11 @@ class TrainConfig:
     extra_face_share: float = 0.0  # share of each stage-1 batch drawn from `extra_faces`
     discriminator_warmup: int = 0  # first steps in which D alone trains (G and the encoders wait): exported
     # weights bring no discriminator, so `init` starts a fresh one, and G answering to it at once learns speckle
+    faceset: str = ""  # `s2tf data faces` folder for `steps.faces` and `steps.voices`
+    voiceset: str = ""  # `s2tf data voices` folder for `steps.voices`
     steps: StageSteps = field(default_factory=StageSteps)
     loss: LossWeights = field(default_factory=LossWeights)
+    faces: FacePriorLoss = field(default_factory=FacePriorLoss)
     batch_size: int = 16  # per process
     lr: float = 2e-3  # generator and discriminator (StyleGAN2's)
     encoder_lr: float = 5e-4  # encoders
@@ -109,6 +139,9 @@ class TrainConfig:
             raise ConfigError(f"train config 'discriminator_warmup' must be >= 0, not {self.discriminator_warmup}")
         if self.audio_identity_init and self.model.audio_identity.backbone != "ge2e":
             raise ConfigError("train config 'audio_identity_init' needs model.audio_identity.backbone 'ge2e'")
+        own = [k for k in ("faces", "voices") if getattr(self.steps, k)]
+        if own and (len(own) > 1 or self.steps.visual or self.steps.sync or self.steps.finetune):
+            raise ConfigError(f"train config: 'steps.{own[0]}' is a run of its own; set the other stages to 0")
         if self.reinit and not self.init:
             raise ConfigError("train config 'reinit' needs 'init' (a random start is fresh already)")
 
@@ -135,7 +168,7 @@ class TrainConfig:
         unknown = sorted(set(data) - set(defaults))
         if unknown:
             raise ConfigError(f"unknown key(s) in train config: {', '.join(unknown)}")
-        for key in ("steps", "loss"):  # nested sections may be partial: defaults fill the rest
+        for key in ("steps", "loss", "faces"):  # nested sections may be partial: defaults fill the rest
             if key in data:
                 if not isinstance(data[key], dict):
                     raise ConfigError(f"train config '{key}' must be an object")

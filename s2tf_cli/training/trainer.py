@@ -128,6 +128,14 @@ def train(
     progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Run (or resume) training into `out`; stops after `max_steps` total steps if given."""
+    if cfg.steps.faces:
+        from .face_prior import train_face_prior
+
+        return train_face_prior(cfg, out, max_steps, cpu, progress)
+    if cfg.steps.voices:
+        from .voice_stage import train_voice_stage
+
+        return train_voice_stage(cfg, out, max_steps, cpu, progress)
     accelerator = make_accelerator(cpu, cfg.precision)
     precision = "bf16" if accelerator.mixed_precision == "bf16" else "fp32"
     log.info("training on %s in %s", accelerator.device, precision)

@@ -1,0 +1,319 @@
+"""The GAN stage on face photos (`steps.faces`): E_id^v, E_ir^v, W and G learn from every photo at hand.
+
+Why a stage of its own: trained as an autoencoder on a thousand synthesized people, G drew a mean face
+for every code between them, and every unheard voice lands between them. Here D is the main teacher,
+on real photos of ~10k people, and G is asked for faces at novel identities too:
+
+- E_id^v learns only from real photos: ArcFace on the shared W (people with a label) and gender, age and
+  ethnicity heads where the photo has labels. Its f_id reaches G detached, so G cannot bend it.
+- G(f_id(A), f_ir(B)) draws B (A: another photo of B's person): D, an L1 at low resolution (pose, layout,
+  colour, not pixels), and E_id^v's cosine to f_id(A).
+- G(f_id*, f_ir(C)) with f_id* a slerp between two people and C a third photo: no target, only D and
+  E_id^v's cosine to f_id* judge it. This is what makes the space between people draw faces.
+- D is a residual whole-image discriminator on DiffAugment'ed inputs with lazy R1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ..models.discriminator import make_discriminator
+from ..models.s2tf import S2TFModel
+from . import checkpoint
+from .config import TrainConfig
+from .diffaugment import diff_augment
+from .face_batches import ETHNICITIES, FaceSet
+from .losses import CentroidLoss, ReconstructionLoss, adversarial_d, adversarial_g
+
+log = logging.getLogger(__name__)
+
+AGE_SCALE = 50.0  # years per unit of the age head's output
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Unit-sphere interpolation between rows of a and b (t: (B, 1) in [0, 1])."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    omega = torch.acos((a * b).sum(-1, keepdim=True).clamp(-0.9999, 0.9999))
+    so = torch.sin(omega)
+    return F.normalize((torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so, dim=-1)
+
+
+class FacePriorModule(nn.Module):
+    """The model, its D and the attribute heads, as one module (one state dict in checkpoints)."""
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = S2TFModel(cfg.model)
+        self.discriminator = make_discriminator(cfg.model.discriminator, cfg.model.image_size)
+        self.attributes = nn.Linear(cfg.model.id_dim, 2 + 1 + len(ETHNICITIES))  # gender, age, ethnicity
+        self.centroid_loss = CentroidLoss()
+
+    def set_training(self) -> None:
+        self.requires_grad_(False)
+        m = self.model
+        for part in (m.visual_identity, m.visual_irrelevant, m.generator, m.centroids, self.attributes,
+                     self.discriminator):  # fmt: skip
+            part.requires_grad_(True)
+        for name in self.cfg.frozen:
+            getattr(m, name).requires_grad_(False)
+            getattr(m, name).eval()
+        self.train()
+
+    def identity_of(self, image: torch.Tensor) -> torch.Tensor:
+        """f_id^v of generated images with E_id^v's weights and batch-norm statistics left as they are."""
+        enc = self.model.visual_identity
+        params = {k: v.detach() for k, v in enc.named_parameters()}
+        buffers = {k: v.clone() for k, v in enc.named_buffers()}
+        was = enc.training
+        enc.eval()
+        try:
+            return functional_call(enc, {**params, **buffers}, (image,))
+        finally:
+            enc.train(was)
+
+    def forward(self, batch: dict, part: str, step: int = 0, fake: torch.Tensor | None = None):
+        if part == "d":
+            return self._d_step(batch, fake)
+        if part == "r1":
+            return self._r1(batch)
+        return self._g_step(batch, step)
+
+    def _encoder_losses(self, batch: dict, metrics: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.cfg.faces
+        f_id = self.model.visual_identity(batch["first"])
+        loss = f_id.sum() * 0
+        labels = batch["label"]
+        ok = labels >= 0
+        if ok.any() and w.arcface:
+            l_arc, m = self.centroid_loss(self.model.centroids, f_id[ok].float(), labels[ok])
+            loss = loss + w.arcface * l_arc
+            metrics.update({"arcface": l_arc.detach(), "arcface_acc": m["acc"]})
+        heads = self.attributes(F.normalize(f_id.float(), dim=-1))
+        terms = []
+        g = batch["gender"]
+        if (g >= 0).any():
+            terms.append(F.cross_entropy(heads[g >= 0, :2], g[g >= 0]))
+            metrics["gender_acc"] = (heads[g >= 0, :2].argmax(-1) == g[g >= 0]).float().mean()
+        a = batch["age"]
+        if (a >= 0).any():
+            terms.append(F.smooth_l1_loss(heads[a >= 0, 2], a[a >= 0] / AGE_SCALE))
+            metrics["age_mae"] = ((heads[a >= 0, 2] * AGE_SCALE - a[a >= 0]).abs().mean()).detach()
+        e = batch["ethnicity"]
+        if (e >= 0).any():
+            terms.append(F.cross_entropy(heads[e >= 0, 3:], e[e >= 0]))
+        if terms and w.attributes:
+            loss = loss + w.attributes * sum(terms)
+        return loss, f_id
+
+    def _g_step(self, batch: dict, step: int):
+        w, metrics = self.cfg.faces, {}
+        m = self.model
+        loss, f_id = self._encoder_losses(batch, metrics)
+        f_id = F.normalize(f_id.detach().float(), dim=-1)
+        f_ir = m.visual_irrelevant(_relight(batch["frame"]))
+        keep = (torch.rand(len(f_ir), 1, device=f_ir.device) >= self.cfg.ir_dropout).to(f_ir.dtype)
+        f_ir = f_ir * keep
+        fake = m.generate(f_id, f_ir)
+        real = batch["frame"]
+        s = w.rec_size
+        rec = (F.adaptive_avg_pool2d(fake.float(), s) - F.adaptive_avg_pool2d(real.float(), s)).abs().mean()
+        r0, r1, c0, c1 = (int(f * fake.shape[-1]) for f in ReconstructionLoss.MOUTH)
+        mouth = (fake[..., r0:r1, c0:c1].float() - real[..., r0:r1, c0:c1].float()).abs().mean()
+        metrics.update({"rec_low": rec.detach(), "rec_mouth": mouth.detach()})
+        loss = loss + w.rec_low * rec + w.rec_mouth * mouth
+        codes, fakes = [f_id], [fake]
+        n_mix = int(round(len(f_id) * w.mix_share))
+        if n_mix:
+            order = torch.randperm(len(f_id), device=f_id.device)
+            t = torch.rand(n_mix, 1, device=f_id.device)
+            f_mix = slerp(f_id[:n_mix], f_id[order[:n_mix]], t)
+            f_ir_mix = f_ir.detach()[order.flip(0)[:n_mix]]
+            codes.append(f_mix)
+            fakes.append(m.generate(f_mix, f_ir_mix))
+        all_fake = torch.cat(fakes)
+        adv = adversarial_g(self.discriminator(diff_augment(all_fake, w.augment)))
+        metrics["adv_g"] = adv.detach()
+        loss = loss + w.adv * adv
+        if w.identity and step >= w.identity_start:
+            cos = F.cosine_similarity(self.identity_of(all_fake).float(), torch.cat(codes), dim=-1)
+            metrics["id_cos"] = cos.mean().detach()
+            loss = loss + w.identity * (1 - cos).mean()
+        metrics["loss_g"] = loss.detach()
+        return loss, metrics, all_fake
+
+    def _d_step(self, batch: dict, fake: torch.Tensor):
+        aug = self.cfg.faces.augment
+        d_real = self.discriminator(diff_augment(batch["frame"], aug))
+        d_fake = self.discriminator(diff_augment(fake.detach(), aug))
+        loss = adversarial_d(d_real, d_fake)
+        metrics = {"loss_d": loss.detach(), "d_real": d_real[0][-1].mean().detach(),
+                   "d_fake": d_fake[0][-1].mean().detach()}  # fmt: skip
+        return loss, metrics, None
+
+    def _r1(self, batch: dict):
+        w = self.cfg.faces
+        real = batch["frame"].detach().requires_grad_(True)
+        out = self.discriminator(diff_augment(real, w.augment))[0][-1]
+        (grad,) = torch.autograd.grad(out.sum(), real, create_graph=True)
+        penalty = grad.pow(2).flatten(1).sum(1).mean()
+        return w.r1 / 2 * penalty * w.r1_every, {"r1": penalty.detach()}, None
+
+
+def _relight(image: torch.Tensor) -> torch.Tensor:
+    """f_ir's view of the target: the same geometry with another exposure and colour balance, so that
+    E_ir^v carries pose and expression, not skin or hair colour."""
+    b = image.shape[0]
+    gain = torch.empty(b, 3, 1, 1, device=image.device).uniform_(0.7, 1.3)
+    shift = torch.empty(b, 1, 1, 1, device=image.device).uniform_(-0.2, 0.2)
+    gray = image.mean(dim=1, keepdim=True)
+    sat = torch.empty(b, 1, 1, 1, device=image.device).uniform_(0.3, 1.0)
+    return ((gray + (image - gray) * sat) * gain + shift).clamp(-1, 1).to(image.dtype)
+
+
+def _sample_grid(module: FacePriorModule, batch: dict, ema: dict, path: Path) -> None:
+    """Rows: identity photo, target, G(f_id, f_ir) with the EMA generator, G(f_id, 0) (no pose given),
+    and a slerp halfway to the next person."""
+    import copy
+
+    from ..images import grid, png_bytes, to_uint8
+    from ..outputs import write_bytes_atomic
+
+    model = module.model
+    gen = copy.deepcopy(model.generator)
+    gen.load_state_dict(ema)
+    was = module.training
+    module.eval()
+    with torch.no_grad():
+        n = min(8, len(batch["frame"]))
+        f_id = F.normalize(model.visual_identity(batch["first"][:n]).float(), dim=-1)
+        f_ir = model.visual_irrelevant(batch["frame"][:n])
+        noise = gen.make_noise(0, f_id.device)
+        scale = model.cfg.id_dim**0.5
+
+        def draw(code: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+            return gen(torch.cat([code * scale, ir], -1), noise)
+
+        mixed = slerp(f_id, f_id.roll(1, 0), torch.full((n, 1), 0.5))
+        rows = [batch["first"][:n], batch["frame"][:n], draw(f_id, f_ir), draw(f_id, torch.zeros_like(f_ir)),
+                draw(mixed, torch.zeros_like(f_ir))]  # fmt: skip
+    module.train(was)
+    tiles = [tile for row in rows for tile in to_uint8(row)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, png_bytes(grid(tiles, columns=n), {"s2tf:synthetic": "true"}))
+
+
+def train_face_prior(
+    cfg: TrainConfig,
+    out: Path,
+    max_steps: int | None = None,
+    cpu: bool | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Run (or resume) the GAN stage into `out`; stops after `max_steps` total steps if given."""
+    from .trainer import (_append_csv, _ema_update, _truncate_logs, ema_decay_at, load_speaker_backbone,
+                          make_accelerator, warm_start)
+
+    accelerator = make_accelerator(cpu, cfg.precision)
+    rank = accelerator.process_index
+    out = Path(out)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "train_config.json")
+    faces = FaceSet(cfg.faceset, cfg.model.image_size)
+    if faces.num_labels > cfg.model.num_identities:
+        raise ValueError(f"{cfg.faceset}: {faces.num_labels} labelled people but the model has "
+                         f"{cfg.model.num_identities} centroids")  # fmt: skip
+    if accelerator.is_main_process:
+        (out / "labels.json").write_text(json.dumps(faces.labels_by_person, indent=0) + "\n")
+    log.info("face set: %d photos, %d labelled people", len(faces), faces.num_labels)
+    torch.manual_seed(cfg.seed)
+    module = FacePriorModule(cfg)
+    m = module.model
+    gen_main = [p for n, p in m.generator.named_parameters() if not n.startswith("mapping.")]
+    enc = [p for part in (m.visual_identity, m.visual_irrelevant, m.centroids, module.attributes) for p in part.parameters()]
+    opt_g = torch.optim.Adam(
+        [{"params": gen_main, "lr": cfg.lr},
+         {"params": list(m.generator.mapping.parameters()), "lr": cfg.lr * cfg.faces.mapping_lr},
+         {"params": enc, "lr": cfg.encoder_lr}], betas=tuple(cfg.betas),
+    )  # fmt: skip
+    opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    ema = {k: v.detach().clone() for k, v in m.generator.state_dict().items()}
+    start, init_steps = 0, 0
+    restored = checkpoint.load_latest(out / "checkpoints", module, {"g": opt_g, "d": opt_d}, ema)
+    if restored:
+        start, extra = restored
+        init_steps = int(extra.get("init_steps", 0))
+        log.info("resumed from step %d", start)
+        if accelerator.is_main_process:
+            _truncate_logs(out, start)
+    elif cfg.init:
+        init_steps = warm_start(module, ema, cfg.init, cfg.reinit)
+    if cfg.audio_identity_init and not restored:  # carried through, so the export holds a working E_id^a
+        load_speaker_backbone(module.model, cfg.audio_identity_init)
+    wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
+    ema = {k: v.to(accelerator.device) for k, v in ema.items()}
+    module.set_training()
+    total = cfg.steps.faces
+    stop = min(total, max_steps) if max_steps is not None else total
+    seconds = float(restored[1].get("stage_seconds", {}).get("faces", 0.0)) if restored else 0.0
+    fixed = faces.draw(cfg.batch_size, np.random.default_rng(cfg.seed + 12345), cfg.faces.real_share)
+    metrics: dict = {}
+    for step in range(start, stop):
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed * 1_000_003 + step * 97 + rank)
+        rng = np.random.default_rng([cfg.seed, step, rank])
+        batch = {k: v.to(accelerator.device) for k, v in faces.draw(cfg.batch_size, rng, cfg.faces.real_share).items()}
+        with accelerator.autocast():
+            loss_g, metrics, fake = wrapped(batch, "g", step)
+        opt_g.zero_grad(set_to_none=True)
+        accelerator.backward(loss_g)
+        opt_g.step()
+        with accelerator.autocast():
+            loss_d, m_d, _ = wrapped(batch, "d", step, fake.detach())
+        loss_d_total = loss_d
+        if cfg.faces.r1 and step % cfg.faces.r1_every == 0:
+            loss_r1, m_r1, _ = wrapped(batch, "r1", step)  # fp32: the gradient penalty is not autocast
+            loss_d_total = loss_d + loss_r1
+            m_d.update(m_r1)
+        opt_d.zero_grad(set_to_none=True)
+        accelerator.backward(loss_d_total)
+        opt_d.step()
+        metrics.update(m_d)
+        _ema_update(ema, m.generator, ema_decay_at(cfg, step))
+        elapsed = time.perf_counter() - t0
+        seconds += elapsed
+        done = step + 1
+        if accelerator.is_main_process:
+            row = {"step": done, "stage": "faces", "phase": "", "seconds": round(elapsed, 3),
+                   **{k: round(float(v), 5) for k, v in metrics.items()}}  # fmt: skip
+            if done % cfg.log_every == 0 or done == stop:
+                _append_csv(out / "metrics-faces.csv", row)
+            if progress:
+                progress(done, stop, row)
+            if cfg.sample_every and (done % cfg.sample_every == 0 or done == stop):
+                _sample_grid(module, {k: v.to(accelerator.device) for k, v in fixed.items()}, ema,
+                             out / "samples" / f"step-{done:07d}.png")  # fmt: skip
+        if done % cfg.checkpoint_every == 0 or done == stop:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                checkpoint.save(out / "checkpoints", done, module, {"g": opt_g, "d": opt_d}, ema,
+                                {"stage_seconds": {"faces": seconds}, "init_steps": init_steps},
+                                keep=cfg.keep_checkpoints)  # fmt: skip
+    accelerator.wait_for_everyone()
+    summary = {"steps": stop, "total_steps": total, "stage_seconds": {"faces": seconds}, "init": cfg.init,
+               "init_steps": init_steps, "device": accelerator.device.type,
+               "last": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
+    if accelerator.is_main_process:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
