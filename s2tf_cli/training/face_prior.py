@@ -38,6 +38,10 @@ from .losses import CentroidLoss, ReconstructionLoss, adversarial_d, adversarial
 log = logging.getLogger(__name__)
 
 AGE_SCALE = 50.0  # years per unit of the age head's output
+# Every row of metrics-faces.csv has these columns (NaN where a step did not compute one: R1 is lazy,
+# the identity term starts late, a batch may hold no labelled photo).
+METRICS = ("loss_g", "adv_g", "rec_low", "rec_mouth", "id_cos", "arcface", "arcface_acc", "gender_acc", "age_mae",
+           "loss_d", "d_real", "d_fake", "r1")  # fmt: skip
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -296,7 +300,7 @@ def train_face_prior(
         done = step + 1
         if accelerator.is_main_process:
             row = {"step": done, "stage": "faces", "phase": "", "seconds": round(elapsed, 3),
-                   **{k: round(float(v), 5) for k, v in metrics.items()}}  # fmt: skip
+                   **{k: round(float(metrics.get(k, float("nan"))), 5) for k in METRICS}}  # fmt: skip
             if done % cfg.log_every == 0 or done == stop:
                 _append_csv(out / "metrics-faces.csv", row)
             if progress:

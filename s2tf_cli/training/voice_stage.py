@@ -34,6 +34,8 @@ from .face_batches import FaceSet, identity_labels, read_rows, resolved
 log = logging.getLogger(__name__)
 
 PSEUDO_GENDER_CONFIDENCE = 0.9  # probe probability above which an unlabelled photo's gender is used
+METRICS = ("loss_g", "id_sync", "pos_cos", "arcface", "gender", "gender_acc")  # every row has these columns
+VALIDATION = ("val_people", "val_median_rank", "val_r10")  # filled on `sample_every` steps
 
 
 class VoiceSet:
@@ -241,7 +243,8 @@ def train_voice_stage(
         done = step + 1
         if done % cfg.log_every == 0 or done == stop:
             row = {"step": done, "stage": "voices", "phase": "", "seconds": round(seconds, 3),
-                   **{k: round(float(v), 5) for k, v in metrics.items()}}  # fmt: skip
+                   **{k: round(float(metrics.get(k, float("nan"))), 5) for k in METRICS},
+                   **{k: float("nan") for k in VALIDATION}}  # fmt: skip
             if cfg.sample_every and (done % cfg.sample_every == 0 or done == stop):
                 row.update(validation_metrics(head, val_voices, val_photo, list(first)))
             _append_csv(out / "metrics-voices.csv", row)

@@ -1,0 +1,278 @@
+"""Training on real people: the face set and voice set builders, the GAN stage on photos (`steps.faces`)
+and the voice stage (`steps.voices`), on tiny trees in the s2f, RAVDESS, CelebA and LibriSpeech layouts."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from conftest import speechlike
+from s2tf_cli.cli import app
+from s2tf_cli.config import AudioIdentityConfig, ConfigError, DiscriminatorConfig, preset
+from s2tf_cli.data.holdout import is_validation
+from s2tf_cli.training.config import TrainConfig
+
+runner = CliRunner()
+
+
+def _name(source: str, val: bool, prefix: str) -> str:
+    """The first name `prefix<k>` on the requested side of the holdout rule."""
+    return next(f"{prefix}{k}" for k in range(1000) if is_validation(source, f"{prefix}{k}") == val)
+
+
+TRAIN_PERSON, VAL_PERSON = _name("s2f", False, "Train_"), _name("s2f", True, "Held_")
+
+
+@pytest.fixture(scope="module")
+def s2f_tree(tmp_path_factory, face_folders) -> Path:
+    """An s2f-like tree: two VoxCeleb people (one held out by the rule), one AVSpeech person."""
+    root = tmp_path_factory.mktemp("s2f") / "s2f"
+    photos = sorted(face_folders["celeb"].glob("*/*.jpg"))
+    people = [("voxceleb", TRAIN_PERSON, "m"), ("voxceleb", VAL_PERSON, "f"), ("avspeech", "yt_abc", "")]
+    for k, (sub, name, _) in enumerate(people):
+        folder = root / sub / name
+        folder.mkdir(parents=True)
+        for c in range(2 if sub == "voxceleb" else 1):
+            shutil.copy(photos[(k + c) % len(photos)], folder / f"{name}_{c:07d}.jpg")
+            sf.write(folder / f"{name}_{c:07d}.ogg", speechlike(3.5, f0=110 + 40 * k + 5 * c, seed=k * 10 + c), 16000)
+        shutil.copy(folder / f"{name}_0000000.jpg", folder / "face.jpg")
+    with open(root / "people.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["person", "gender", "nationality", "source"])
+        w.writerows([name, g, "", sub] for sub, name, g in people)
+    return root
+
+
+@pytest.fixture(scope="module")
+def libri_tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("libri") / "librispeech"
+    root.mkdir()
+    for k, g in enumerate(["m", "f"]):
+        sf.write(root / f"{k}-1-0000.flac", speechlike(4.0, f0=100 + 100 * k, seed=40 + k), 16000)
+    (root / "speakers.csv").write_text("file,speaker,gender,seconds\n0-1-0000.flac,0,m,4.0\n1-1-0000.flac,1,f,4.0\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def faceset(tmp_path_factory, s2f_tree, face_folders) -> Path:
+    out = tmp_path_factory.mktemp("faceset") / "faces"
+    result = runner.invoke(app, ["data", "faces", str(s2f_tree), str(face_folders["real"]), str(face_folders["celeb"]),
+                                 str(face_folders["flat"]), str(out), "--size", "32", "-j", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _ge2e_model_config():
+    """The tiny preset with a tiny GE2E under E_id^a and a residual D."""
+    cfg = preset("tiny")
+    return dataclasses.replace(
+        cfg, preset="tiny-real",
+        audio_identity=AudioIdentityConfig(backbone="ge2e", ge2e_hidden=8, ge2e_layers=1, head_hidden=16),
+        discriminator=DiscriminatorConfig(channels=[8, 16], kind="residual"),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ge2e_file(tmp_path_factory) -> Path:
+    from s2tf_cli.models.s2tf import S2TFModel
+
+    torch.manual_seed(5)
+    model = S2TFModel(_ge2e_model_config())
+    path = tmp_path_factory.mktemp("ge2e") / "ge2e.safetensors"
+    save_file({k: v.contiguous() for k, v in model.audio_identity.backbone.state_dict().items()}, str(path))
+    return path
+
+
+def test_faceset_holds_every_face_with_labels_and_the_validation_split(faceset, s2f_tree):
+    images = np.load(faceset / "faces.npy")
+    with open(faceset / "faces.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert images.shape == (len(rows), 32, 32, 3) and images.dtype == np.uint8
+    assert images.reshape(len(rows), -1).std(1).min() > 5  # real crops, not blank rows
+    people = {r["person"]: r for r in rows}
+    # s2f: 2 + 2 + 1 photos (face.jpg is a copy and is skipped), RAVDESS 1, CelebA 4, UTKFace 1
+    assert len(rows) == 11
+    assert people[f"s2f-{TRAIN_PERSON}"]["gender"] == "male" and people[f"s2f-{VAL_PERSON}"]["gender"] == "female"
+    assert people["s2f-yt_abc"]["gender"] == "unknown"
+    assert {r["split"] for r in rows if r["person"] == f"s2f-{VAL_PERSON}"} == {"val"}
+    assert all(r["split"] == "train" for r in rows if r["person"] != f"s2f-{VAL_PERSON}" and r["source"] != "ravdess")
+    assert people["flat-30_1_2_20170101000000000"]["age"] == "30"
+    summary = json.loads((faceset / "faceset.json").read_text())
+    assert summary["photos"] == 11 and summary["skipped"] == 0 and summary["val_people"] >= 1
+
+
+def test_face_batches_never_draw_validation_people_and_pair_photos_of_one_person(faceset):
+    from s2tf_cli.training.face_batches import FaceSet
+
+    faces = FaceSet(faceset, 16)
+    assert f"s2f-{VAL_PERSON}" not in {r.person for r in faces.rows}
+    assert faces.images.shape[1:] == (16, 16, 3)
+    # real-voice people first in the labels, so a voice stage can share their centroids
+    assert faces.labels_by_person[f"s2f-{TRAIN_PERSON}"] == 0
+    assert faces.labels_by_person["celeb-id0001"] >= 2
+    assert "flat-30_1_2_20170101000000000" not in faces.labels_by_person  # one photo, no voice: no label
+    batch = faces.draw(6, np.random.default_rng(0), real_share=0.5)
+    assert batch["frame"].shape == (6, 3, 16, 16) and batch["first"].shape == (6, 3, 16, 16)
+    assert batch["frame"].min() >= -1 and batch["frame"].max() <= 1
+    assert (batch["label"][:3] >= 0).all()  # the real-voice half: s2f and RAVDESS people all have labels
+    with pytest.raises(FileNotFoundError, match="not a face set"):
+        FaceSet(faceset.parent, 16)
+
+
+def test_data_faces_refuses_a_missing_folder(tmp_path):
+    result = runner.invoke(app, ["data", "faces", str(tmp_path / "nope"), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "no such folder" in result.output
+
+
+def test_diff_augment_keeps_gradients_and_moves_pixels_as_stated():
+    from s2tf_cli.training.diffaugment import cutout, diff_augment, translation
+
+    x = torch.randn(4, 3, 16, 16, requires_grad=True)
+    y = diff_augment(x, ["color", "translation", "cutout"])
+    y.sum().backward()
+    assert y.shape == x.shape and x.grad.abs().sum() > 0
+    torch.manual_seed(0)
+    ramp = torch.arange(16.0).view(1, 1, 1, 16).expand(64, 3, 16, 16).contiguous()
+    moved = translation(ramp)
+    shift = (moved[:, 0, 8, 8] - ramp[:, 0, 8, 8])  # a translated ramp keeps its slope, offset by the shift
+    assert shift.abs().max() <= 2 and shift.abs().max() > 0
+    holes = (cutout(torch.ones(200, 3, 16, 16)) == 0).float().mean().item()
+    assert 0.15 < holes < 0.3  # a half-side square: a quarter of the image, less where it leaves the edge
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        diff_augment(x, ["zoom"])
+
+
+def test_residual_discriminator_shape_and_config_checks():
+    from s2tf_cli.models.discriminator import ResidualDiscriminator, make_discriminator
+
+    d = make_discriminator(DiscriminatorConfig(channels=[8, 16], kind="residual"), 32)
+    assert isinstance(d, ResidualDiscriminator)
+    assert d(torch.randn(6, 3, 32, 32))[0][-1].shape == (6, 1)
+    with pytest.raises(ConfigError, match="discriminator.kind"):
+        DiscriminatorConfig(kind="stylegan")
+    with pytest.raises(ValueError, match="not divisible"):
+        ResidualDiscriminator(DiscriminatorConfig(channels=[8, 16, 32], kind="residual"), 20)
+
+
+def test_stage_runs_of_their_own_refuse_other_stages():
+    with pytest.raises(ConfigError, match="run of its own"):
+        TrainConfig.from_dict({"model": {"preset": "tiny"}, "steps": {"faces": 5}})
+    with pytest.raises(ConfigError, match="run of its own"):
+        TrainConfig.from_dict({"model": {"preset": "tiny"},
+                               "steps": {"faces": 5, "voices": 5, "visual": 0, "sync": 0, "finetune": 0}})  # fmt: skip
+
+
+def _faces_config(faceset: Path, ge2e: Path) -> TrainConfig:
+    cfg = TrainConfig(model=_ge2e_model_config(), faceset=str(faceset), audio_identity_init=str(ge2e))
+    cfg.steps.faces, cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 4, 0, 0, 0
+    cfg.faces.identity_start = 1
+    cfg.faces.r1_every = 2
+    cfg.batch_size, cfg.sample_every, cfg.checkpoint_every, cfg.log_every = 4, 2, 2, 1
+    cfg.precision = "fp32"
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def faces_run(faceset, ge2e_file, tmp_path_factory) -> Path:
+    from s2tf_cli.training.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "faces"
+    summary = train(_faces_config(faceset, ge2e_file), out, max_steps=2, cpu=True)
+    assert summary["steps"] == 2
+    summary = train(_faces_config(faceset, ge2e_file), out, cpu=True)  # resumes at step 2
+    assert summary["steps"] == 4
+    return out
+
+
+def test_faces_stage_trains_resumes_logs_and_exports(faces_run, ge2e_file, tmp_path):
+    from s2tf_cli.hub import load_model, resolve
+    from s2tf_cli.training.export import export
+
+    with open(faces_run / "metrics-faces.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]  # the resumed run appends, nothing repeated
+    assert all(np.isfinite(float(r["loss_g"])) and np.isfinite(float(r["loss_d"])) for r in rows)
+    assert np.isfinite(float(rows[0]["r1"])) and np.isnan(float(rows[1]["r1"]))  # lazy R1: steps 0, 2, ...
+    assert np.isnan(float(rows[0]["id_cos"])) and np.isfinite(float(rows[1]["id_cos"]))  # identity from step 1
+    assert sorted(p.name for p in (faces_run / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
+    labels = json.loads((faces_run / "labels.json").read_text())
+    assert labels[f"s2f-{TRAIN_PERSON}"] == 0 and f"s2f-{VAL_PERSON}" not in labels
+    folder = export(faces_run, tmp_path / "exp")
+    model = load_model(resolve(str(folder)))
+    assert model.cfg.trained_steps == 4 and model.cfg.discriminator.kind == "residual"
+    backbone = load_file(str(ge2e_file))  # the GE2E backbone is carried into the export
+    for key, value in backbone.items():
+        assert torch.equal(model.audio_identity.backbone.state_dict()[key], value)
+
+
+@pytest.fixture(scope="module")
+def voiceset(tmp_path_factory, s2f_tree, libri_tree, face_folders, ge2e_file) -> Path:
+    out = tmp_path_factory.mktemp("voiceset") / "voices"
+    from s2tf_cli.data.voiceset import build_voiceset
+    from s2tf_cli.models.s2tf import S2TFModel
+    from s2tf_cli.training.trainer import load_speaker_backbone
+
+    model = S2TFModel(_ge2e_model_config()).eval()
+    load_speaker_backbone(model, str(ge2e_file))
+    build_voiceset([s2f_tree, face_folders["real"], libri_tree], out, model, augmented=1)
+    return out
+
+
+def test_voiceset_holds_unit_dvectors_linked_to_their_photos(voiceset, s2f_tree):
+    vectors = np.load(voiceset / "dvectors.npy")
+    with open(voiceset / "windows.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert vectors.shape == (len(rows), 8)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    clips = {(r["clip"], r["variant"]) for r in rows}
+    assert len({c for c, _ in clips}) == 5 + 2 + 2  # s2f 5 clips, RAVDESS 2 utterances, LibriSpeech 2
+    assert {v for _, v in clips} == {"0", "1"}
+    s2f_rows = [r for r in rows if r["source"] == "s2f"]
+    assert all(r["photo"].endswith(".jpg") and Path(r["photo"]).is_file() for r in s2f_rows)
+    assert {r["split"] for r in rows if r["person"] == f"s2f-{VAL_PERSON}"} == {"val"}
+    libri = {r["person"]: r["gender"] for r in rows if r["source"] == "librispeech"}
+    assert libri == {"librispeech-0": "male", "librispeech-1": "female"} and not any(
+        r["photo"] for r in rows if r["source"] == "librispeech")
+    # the clean variant's windows are what inference computes for that clip
+    assert json.loads((voiceset / "voiceset.json").read_text())["augmented"] == 1
+
+
+def test_voice_stage_trains_only_the_head_and_exports(faces_run, faceset, voiceset, ge2e_file, tmp_path):
+    from s2tf_cli.hub import load_model, resolve
+    from s2tf_cli.training.export import export
+    from s2tf_cli.training.trainer import train
+
+    init = export(faces_run, tmp_path / "faces-exp")
+    cfg = _faces_config(faceset, ge2e_file)
+    cfg.steps.faces, cfg.steps.voices = 0, 6
+    cfg.init, cfg.voiceset, cfg.audio_identity_init = str(init), str(voiceset), ""
+    cfg.sample_every, cfg.checkpoint_every, cfg.log_every = 3, 3, 3
+    summary = train(cfg, tmp_path / "voices", cpu=True)
+    assert summary["steps"] == 6 and "val_median_rank" in summary
+    with open(tmp_path / "voices" / "metrics-voices.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert all(np.isfinite(float(rows[-1][k])) for k in ("id_sync", "gender", "val_median_rank"))
+    after = load_model(resolve(str(export(tmp_path / "voices", tmp_path / "voices-exp"))))
+    before = load_model(resolve(str(init)))
+    changed = {k for k, v in after.state_dict().items() if not torch.equal(v, before.state_dict()[k])}
+    assert changed and all(k.startswith("audio_identity.head.") for k in changed)
+    assert after.cfg.trained_steps == before.cfg.trained_steps + 6
+
+
+def test_cli_train_faces_recipe_needs_a_faceset(tmp_path):
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"model": {"preset": "tiny"},
+                                  "steps": {"faces": 2, "visual": 0, "sync": 0, "finetune": 0}}))  # fmt: skip
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "not a face set" in result.output
