@@ -190,7 +190,9 @@ def face(
 def talk(
     voice: Annotated[Path, typer.Argument(help="Voice recording.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="MP4 file to write.")],
-    pose: PoseOpt = None,
+    pose: Annotated[Optional[Path], typer.Option("--pose", help="Reference face image whose head pose is kept, "
+                    "or a video (.mp4, .mov, .mkv, .webm, .avi) whose head motion is followed frame by frame "
+                    "(a shorter video holds its last pose).")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 25.0,
     seed: SeedOpt = None,
     weights: WeightsOpt = None,
@@ -365,7 +367,7 @@ def push(
     typer.echo(f"{repo_id}@{revision}")
 
 
-from . import cli_eval, cli_serve, cli_train  # noqa: E402,F401  (register data, train, export, eval, serve on `app`)
+from . import cli_eval, cli_eval_people, cli_serve, cli_train  # noqa: E402,F401  (register data, train, export, eval, serve on `app`)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from . import audio as audio_io
 from . import images
 from .errors import InputError, NoFaceError, UsageError
+from .face_track import face_crops, is_video
 from .faces import find_face
 from .gallery_index import Match, Skipped  # noqa: F401  (part of the API)
 from .hub import WeightsSource, load_model, resolve
@@ -215,7 +216,7 @@ class S2TF:
         if crop is None:
             raise NoFaceError(f"{image if not isinstance(image, np.ndarray) else '<array>'}: no face found")
         if count > 1:
-            log.warning("%s: %d faces found; using the largest", image, count)
+            log.warning("%s: %d faces found; using the largest", "<array>" if isinstance(image, np.ndarray) else image, count)
         return crop
 
     def _encode_images(self, crops: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,6 +228,23 @@ class S2TF:
         """f_ir^v (ir_dim,) of a reference face: its head pose (and expression)."""
         _, f_ir = self._encode_images([self._face_crop(image, aligned)])
         return f_ir[0]
+
+    def pose_track(self, video: str | Path, fps: float, n_frames: int) -> torch.Tensor:
+        """(n_frames, ir_dim) f_ir^v of a pose video's face at `fps`, smoothed over 3 frames; a video
+        shorter than the voice holds its last pose."""
+        crops = face_crops(Path(video), fps, self.cfg.image_size)[:n_frames]
+        feats = []
+        with torch.inference_mode():
+            for i in range(0, len(crops), 32):
+                batch = torch.stack([images.to_tensor(c) for c in crops[i : i + 32]]).to(self.device)
+                feats.append(self.model.visual_irrelevant(batch).float())
+        track = torch.cat(feats)
+        if len(track) > 2:
+            padded = torch.cat([track[:1], track, track[-1:]])
+            track = (padded[:-2] + padded[1:-1] + padded[2:]) / 3
+        if len(track) < n_frames:
+            track = torch.cat([track, track[-1:].expand(n_frames - len(track), -1)])
+        return track
 
     def face_identity(self, image: str | Path | np.ndarray, aligned: bool = False) -> torch.Tensor:
         """f_id^v (id_dim,), unit length."""
@@ -307,8 +325,12 @@ class S2TF:
         f_id = self.drawable_identity(self.identity_from_mel(src))
         if seed is not None:
             f_id = self._sample_identity(f_id, seed)
-        f_pose = self.pose_feature(pose, aligned_pose) if pose is not None else None
         n_frames = math.ceil(samples / self.cfg.audio.sample_rate * fps - 1e-9)
+        if is_video(pose):  # the head follows the video frame by frame
+            track = self.pose_track(pose, fps, n_frames)
+        else:
+            f_pose = self.pose_feature(pose, aligned_pose) if pose is not None else None
+            track = None if f_pose is None else f_pose.expand(n_frames, -1)
         noise = self.model.generator.make_noise(seed or 0, self.device)
         batch_size = batch_size or FRAME_BATCH.get(self.device.type, 16)
 
@@ -318,7 +340,7 @@ class S2TF:
                 windows = self.content_windows(src, fps, start, stop)
                 with torch.inference_mode(), self._per_frame():
                     f_s = self.model.audio_content(windows)
-                    f_ir = f_s + f_pose if f_pose is not None else f_s
+                    f_ir = f_s + track[start:stop].to(f_s.dtype) if track is not None else f_s
                     imgs = self.model.generate(f_id.expand(len(f_s), -1), f_ir, noise).float()
                 yield from images.to_uint8(imgs)
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..face_track import read_video, track_faces
 from .jobs import run_jobs
 
 log = logging.getLogger(__name__)
 
 FPS = 25.0
 SAMPLE_RATE = 16000
-DETECT_EVERY = 5  # frames between face detections; boxes are interpolated and smoothed between
 
 
 @dataclass
@@ -59,36 +59,7 @@ def read_meta(root: Path) -> dict[str, dict[str, str]]:
 
 def read_frames(path: Path) -> np.ndarray:
     """(T, H, W, 3) uint8 at 25 fps."""
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-r", str(FPS)])
-    meta = next(reader)
-    w, h = meta["size"]
-    frames = [np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in reader]
-    return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8)
-
-
-def track_faces(frames: np.ndarray) -> list | None:
-    """One smoothed box per frame, or None when no face is found in the clip."""
-    from ..faces import FaceBox, detect_faces
-
-    keys, boxes = [], []
-    for i in list(range(0, len(frames), DETECT_EVERY)) + [len(frames) - 1]:
-        found = detect_faces(frames[i])
-        if found:
-            b = found[0]
-            keys.append(i)
-            boxes.append([b.x, b.y, b.w, b.h])
-    if not keys:
-        return None
-    boxes = np.array(boxes)
-    t = np.arange(len(frames))
-    track = np.stack([np.interp(t, keys, boxes[:, j]) for j in range(4)], axis=1)
-    k = min(9, len(track))  # moving average over ~0.36 s to remove detector jitter
-    kernel = np.ones(k) / k
-    padded = np.pad(track, ((k // 2, k - 1 - k // 2), (0, 0)), mode="edge")
-    smooth = np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(4)], axis=1)
-    return [FaceBox(*row) for row in smooth]
+    return read_video(path, FPS)
 
 
 def prepare_clip(clip: Path, opts: PrepareOptions) -> tuple[dict | None, str | None]:

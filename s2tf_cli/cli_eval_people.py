@@ -1,0 +1,115 @@
+"""`s2tf eval-people`: weights scored on real validation people (thin, like cli.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import _progress, _setup_logging, app, err, handle_errors
+from .errors import UsageError
+
+# (column, key in the results, format); the issue's targets are read off these.
+COLUMNS = [
+    ("gender balanced %", "gender balanced %", "{:.1f}"), ("gender male %", "gender male %", "{:.1f}"),
+    ("gender female %", "gender female %", "{:.1f}"), ("median rank", "median rank", "{:.1f}"),
+    ("gallery", "gallery", "{}"), ("R@10 %", "R@10 %", "{:.1f}"), ("R@10 chance %", "R@10 chance %", "{:.1f}"),
+    ("KID", "KID", "{:.4f}"), ("variety ratio", "variety ratio", "{:.2f}"), ("sample spread", "sample spread", "{:.3f}"),
+    ("sample gender %", "sample gender %", "{:.1f}"), ("yaw corr", "yaw corr", "{:.2f}"), ("yaw MAE", "yaw MAE", "{:.3f}"),
+    ("yaw MAE frontal", "yaw MAE frontal", "{:.3f}"), ("pitch corr", "pitch corr", "{:.2f}"),
+    ("roll corr", "roll corr", "{:.2f}"), ("pose refs", "pose refs", "{}"),
+]  # fmt: skip
+PAIRED = {"gender correct %": "per-clip judge agreement", "R@10 %": "per clip", "mean rank": "per clip",
+          "yaw abs error": "per pose reference"}  # fmt: skip
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return fmt.format(value)
+
+
+def people_table(rows: dict[str, dict]) -> str:
+    lines = ["| weights | " + " | ".join(c for c, _, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(r.get(k), f) for _, k, f in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+@app.command("eval-people")
+@handle_errors
+def eval_people_cmd(
+    s2f: Annotated[Path | None, typer.Option("--s2f", help="s2f folder (people.csv, voxceleb/, avspeech/): its "
+                                             "validation people are scored.")] = None,
+    ravdess: Annotated[Path | None, typer.Option("--ravdess", help="RAVDESS-layout folder: its validation "
+                                                 "actors are scored too.")] = None,
+    weights: Annotated[list[str], typer.Option("--weights", "-w", help="Weights to score; repeat for one row "
+                                               "each. The first is the reference of the paired Δ rows.")] = [],  # noqa: B006
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
+    grid_out: Annotated[Path | None, typer.Option("--grid", help="PNG: 12 validation people's photos over the "
+                                                  "face each model draws from their voice.")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Score weights on real people no training saw (gender, retrieval, realism, variety, pose), with
+    judges that are not part of the model."""
+    _setup_logging(verbose)
+    from .evaluation.metrics import paired_difference
+    from .evaluation.real_people import comparison_grid, evaluate_people, validation_people
+    from .pipeline import S2TF
+
+    for folder in (s2f, ravdess):
+        if folder is not None and not folder.is_dir():
+            raise UsageError(f"{folder}: no such folder")
+    if s2f is None and ravdess is None:
+        raise UsageError("give --s2f and/or --ravdess")
+    try:
+        people = validation_people(s2f, ravdess)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if len(people) < 3:
+        raise UsageError("fewer than 3 validation people found: nothing to rank")
+    rows: dict[str, dict] = {}
+    faces: dict[str, list] = {}
+    per_item: dict[str, dict] = {}
+    for spec in weights or [None]:
+        model = S2TF.from_pretrained(spec, device=device)
+        with _progress() as bar:
+            task = bar.add_task(f"evaluating {model.weights_label}", total=sum(len(p.voices) for p in people))
+            res = evaluate_people(model, people, progress=lambda n: bar.advance(task, n))
+        label = model.weights_label
+        scored = res.pop("scored people")
+        faces[label] = res.pop("first faces")
+        per_item[label] = res.pop("per item")
+        rows[label] = res
+    names = list(rows)
+    for name in names[1:]:
+        a, b = per_item[names[0]], per_item[name]
+        row = {}
+        for key in PAIRED:
+            if len(a[key]) == len(b[key]):
+                row[key], row[f"{key} ±"] = paired_difference(a[key], b[key])
+        rows[f"Δ {name} − {names[0]}"] = row
+    table = people_table({k: v for k, v in rows.items() if not k.startswith("Δ")})
+    deltas = [f"| {k} | " + " | ".join(f"{key} {v[key]:+.3f} ± {v[key + ' ±']:.3f}" for key in PAIRED if key in v) + " |"
+              for k, v in rows.items() if k.startswith("Δ")]  # fmt: skip
+    typer.echo(table)
+    for line in deltas:
+        typer.echo(line)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rows, indent=2, default=float) + "\n")
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        head = f"# s2tf eval-people: {len(people)} validation people, {sum(len(p.voices) for p in people)} clips\n\n"
+        report.write_text(head + table + ("\n\nPaired differences (± bootstrap SE):\n\n" + "\n".join(deltas) if deltas else "") + "\n")
+    if grid_out:
+        from .images import png_bytes
+        from .outputs import write_bytes_atomic
+
+        grid_out.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(grid_out, png_bytes(comparison_grid(scored, faces), {"s2tf:synthetic": "true"}))
+        err.print(f"grid: {grid_out} (top row: the speakers' photos; then one row per weights: {', '.join(faces)})")

@@ -1,0 +1,252 @@
+"""`s2tf eval-people`: the model on real people it never trained on (the validation people of
+data/holdout.py), judged by networks that are not part of it.
+
+- gender: the age/gender classifier's reading of the face drawn from each voice clip, against the
+  speaker's label (VoxCeleb1, RAVDESS) or, where there is none (AVSpeech), the same classifier's reading
+  of the speaker's own photo; balanced accuracy and each gender's.
+- retrieval: each clip ranks one photo per validation person by the model's own cosine, exactly as
+  `s2tf retrieve` does: median rank and R@10 against chance.
+- realism and variety in dlib's face-recognition embedding: KID of the faces from voices to the real
+  photos, and their mean pairwise distance over that of photos of different people; `-n` samples too.
+- pose: `face --pose REF` for every validation photo, the head's yaw, pitch and roll measured on dlib's
+  68 landmarks of the reference and of the output (yaw: the nose tip's offset from the eyes' midpoint
+  over the eye distance; pitch: its drop below that midpoint over the eye distance; roll: the eye line's
+  angle in radians).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.faceset import is_s2f, s2f_genders, s2f_people
+from ..data.holdout import is_validation
+from ..data.sources import AUDIO_SUFFIXES, real_voice_identities
+from ..errors import InputError, NoFaceError
+from . import metrics as M
+
+log = logging.getLogger(__name__)
+
+RAVDESS_UTTERANCES = 3  # per held-out actor: the first recordings, sorted by name
+SAMPLES = 4  # `-n` faces per voice for the sampling figures
+SAMPLED_VOICES = 12
+
+
+@dataclass
+class RealPerson:
+    name: str
+    source: str
+    photo: Path
+    voices: list[Path]
+    gender: str = "unknown"  # label; "unknown" is replaced by the judge's reading of the photo
+    gender_from: str = "label"
+    photos: list[Path] = field(default_factory=list)  # every photo (pose references, the real side of KID)
+
+
+def validation_people(s2f: Path | None, ravdess: Path | None) -> list[RealPerson]:
+    people = []
+    if s2f is not None:
+        if not is_s2f(Path(s2f)):
+            raise FileNotFoundError(f"{s2f}: not an s2f folder (people.csv with voxceleb/ and avspeech/)")
+        genders = s2f_genders(Path(s2f))
+        for name, folder in s2f_people(Path(s2f)):
+            if not is_validation("s2f", name):
+                continue
+            voices = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+            photos = [v.with_suffix(".jpg") for v in voices if v.with_suffix(".jpg").is_file()]
+            photos = [ph for ph in photos if _has_face(ph)]
+            if voices and photos:
+                people.append(RealPerson(name, "s2f", photos[0], voices, genders.get(name, "unknown"), photos=photos))
+    if ravdess is not None:
+        for p in real_voice_identities(ravdess):
+            actor = p.name.split("-", 1)[1]
+            if is_validation("ravdess", actor) and _has_face(p.photos[0]):
+                people.append(RealPerson(actor, "ravdess", p.photos[0], p.voices[:RAVDESS_UTTERANCES], p.gender,
+                                         photos=list(p.photos)))  # fmt: skip
+    return people
+
+
+def _has_face(photo: Path) -> bool:
+    """Whether inference's face finder finds a face: a photo it cannot crop can be no gallery entry or
+    pose reference, for any model."""
+    from ..faces import find_face
+    from ..images import load_image
+
+    return find_face(load_image(photo), 64)[0] is not None
+
+
+def head_pose(points: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) of dlib's 68 landmarks, as the module docstring defines them."""
+    left, right = points[36:42].mean(0), points[42:48].mean(0)
+    mid, nose = (left + right) / 2, points[30]
+    d = right - left
+    dist = float(np.hypot(*d))
+    roll = float(np.arctan2(d[1], d[0]))
+    c, s = np.cos(-roll), np.sin(-roll)  # measure yaw and pitch in the face's own (de-rolled) frame
+    off = nose - mid
+    off = np.array([c * off[0] - s * off[1], s * off[0] + c * off[1]])
+    return float(off[0] / dist), float(off[1] / dist), roll
+
+
+class PoseJudge:
+    """dlib's 68 landmarks on a 256-px upscale of a face crop; None where no face is found."""
+
+    def __init__(self) -> None:
+        from ..data.animate import landmarks68
+
+        self._landmarks = landmarks68
+
+    def __call__(self, image: np.ndarray) -> tuple[float, float, float] | None:
+        import cv2
+
+        up = cv2.resize(image, (256, 256), interpolation=cv2.INTER_CUBIC) if image.shape[0] < 256 else image
+        pts = self._landmarks(np.ascontiguousarray(up))
+        return None if pts is None else head_pose(pts)
+
+
+def mean_pairwise_distance(vectors: np.ndarray) -> float:
+    d = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
+    n = len(vectors)
+    return float(d.sum() / (n * (n - 1))) if n > 1 else float("nan")
+
+
+def gender_figures(judged: list[str], truth: list[str]) -> dict:
+    out = {}
+    for g in ("male", "female"):
+        sel = [j == t for j, t in zip(judged, truth) if t == g]
+        out[f"gender {g} %"] = float(100 * np.mean(sel)) if sel else float("nan")
+        out[f"{g} clips"] = len(sel)
+    out["gender balanced %"] = float(np.nanmean([out["gender male %"], out["gender female %"]]))
+    return out
+
+
+def retrieval_figures(scores: np.ndarray, truth: list[int]) -> dict:
+    r = M.ranks(scores, truth)
+    n = scores.shape[1]
+    return {"gallery": n, "median rank": float(np.median(r)), "R@10 %": float(100 * np.mean(r <= 10)),
+            "R@10 chance %": float(100 * min(10, n) / n), "ranks": r.tolist()}  # fmt: skip
+
+
+def pose_figures(ref: list[tuple[float, float, float]], out: list[tuple[float, float, float]]) -> dict:
+    ref_a, out_a = np.array(ref), np.array(out)
+    res = {"pose refs": len(ref)}
+    for k, name in enumerate(("yaw", "pitch", "roll")):
+        res[f"{name} corr"] = M.correlation(out_a[:, k], ref_a[:, k], minimum=3)
+        res[f"{name} MAE"] = float(np.abs(out_a[:, k] - ref_a[:, k]).mean())
+    res["yaw MAE frontal"] = float(np.abs(ref_a[:, 0] - np.median(ref_a[:, 0])).mean())  # always answering straight
+    res["yaw spread"] = float(ref_a[:, 0].std())
+    return res
+
+
+def evaluate_people(s2tf, people: list[RealPerson], embedder=None, judge=None, pose_judge=None,
+                    progress: Callable[[int], None] | None = None) -> dict:  # fmt: skip
+    """Every figure of the module docstring for one loaded model (`S2TF`)."""
+    from ..images import load_image
+    from .attributes import AttributeClassifier
+    from .embedder import FaceEmbedder
+
+    embedder = embedder or FaceEmbedder()
+    judge = judge or AttributeClassifier()
+    pose_judge = pose_judge or PoseJudge()
+    for p in people:
+        if p.gender not in ("male", "female"):
+            p.gender, p.gender_from = judge(load_image(p.photo)).gender, "judge on the photo"
+    clips, f_a, faces, refused, heard = [], [], [], [], []
+    for p in people:
+        kept = []
+        for voice in p.voices:
+            try:
+                kept.append((voice, s2tf.voice_identity(voice)))
+            except InputError as exc:  # the model refuses the clip (e.g. "no speech found"): counted, not scored
+                refused.append(str(exc))
+            if progress:
+                progress(1)
+        if kept:
+            heard.append(p)
+            for voice, f in kept:
+                clips.append((len(heard) - 1, voice))
+                f_a.append(f)
+                faces.append(s2tf.face_from_identity(f)[0])
+    people = heard
+    out: dict = {"people": len(people), "clips": len(clips), "refused clips": refused}
+    judged = [judge(f).gender for f in faces]
+    out |= gender_figures(judged, [people[i].gender for i, _ in clips])
+    f_v = torch.stack([s2tf.face_identity(p.photo) for p in people])
+    scores = (F.normalize(torch.stack(f_a).float(), dim=-1) @ F.normalize(f_v.float(), dim=-1).T).cpu().numpy()
+    out |= retrieval_figures(scores, [i for i, _ in clips])
+    e_fake = embedder.embed_many(faces)
+    e_real = embedder.embed_many([load_image(ph) for p in people for ph in p.photos])
+    one_each = embedder.embed_many([load_image(p.photo) for p in people])
+    out["KID"] = M.kid(e_real, e_fake)
+    per_voice = np.stack([e_fake[[k for k, (i, _) in enumerate(clips) if i == j]].mean(0) for j in range(len(people))])
+    out["variety"] = mean_pairwise_distance(per_voice)
+    out["variety photos"] = mean_pairwise_distance(one_each)
+    out["variety ratio"] = out["variety"] / out["variety photos"]
+    spreads, agree = [], []
+    for j in range(min(SAMPLED_VOICES, len(people))):
+        k = next(k for k, (i, _) in enumerate(clips) if i == j)
+        samples = s2tf.face_from_identity(f_a[k], seed=1, n_samples=SAMPLES)
+        spreads.append(mean_pairwise_distance(embedder.embed_many(samples)))
+        agree += [judge(s).gender == people[j].gender for s in samples]
+    out["sample spread"] = float(np.mean(spreads))
+    out["sample gender %"] = float(100 * np.mean(agree))
+    refs, outs, yaw_error = [], [], []
+    photos = [ph for p in people for ph in p.photos if p.source == "s2f"]
+    for k, ph in enumerate(photos):
+        image = load_image(ph)
+        ref, got = pose_judge(image), None
+        if ref is not None:
+            try:
+                got = pose_judge(s2tf.face_from_identity(f_a[k % len(f_a)], pose=image)[0])
+            except NoFaceError as exc:  # the model's own face finder may miss a face dlib found
+                log.info("%s: no pose reference for the model (%s)", ph, exc)
+        if ref is not None and got is not None:
+            refs.append(ref)
+            outs.append(got)
+        yaw_error.append(abs(got[0] - ref[0]) if ref is not None and got is not None else float("nan"))
+    out |= pose_figures(refs, outs) if len(refs) >= 3 else {"pose refs": len(refs)}
+    ranks = np.array(out["ranks"])
+    truth = [people[i].gender for i, _ in clips]
+    out["per item"] = {"gender correct %": [100.0 * (j == t) for j, t in zip(judged, truth)],
+                       "R@10 %": list(100.0 * (ranks <= 10)), "mean rank": list(ranks.astype(float)),
+                       "yaw abs error": yaw_error}  # fmt: skip
+    out["gender sources"] = {p.name: p.gender_from for p in people}
+    out["first faces"] = [faces[next(k for k, (i, _) in enumerate(clips) if i == j)] for j in range(len(people))]
+    out["scored people"] = people
+    return out
+
+
+def comparison_grid(people: list[RealPerson], rows: dict[str, list[np.ndarray]], count: int = 12) -> np.ndarray:
+    """Columns: validation people; first row their photo, then one row per model of the face from their
+    first voice clip."""
+    import cv2
+
+    from ..faces import find_face
+    from ..images import grid, load_image
+
+    size = 128
+    tiles = []
+    chosen = list(range(min(count, len(people))))
+    for j in chosen:
+        crop, _ = find_face(load_image(people[j].photo), size)
+        tiles.append(crop if crop is not None else cv2.resize(load_image(people[j].photo), (size, size)))
+    for faces in rows.values():
+        tiles += [cv2.resize(faces[j], (size, size), interpolation=cv2.INTER_CUBIC) for j in chosen]
+    return grid(tiles, columns=len(chosen))
+
+
+def write_ranks(path: Path, people: list[RealPerson], results: dict[str, dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        names = [f"{p.source}/{p.name}" for p in people for _ in p.voices]
+        w.writerow(["clip_of", *results])
+        for k, name in enumerate(names):
+            w.writerow([name, *(r["ranks"][k] for r in results.values())])
+
