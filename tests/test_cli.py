@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 from PIL import Image
@@ -109,6 +110,40 @@ def test_talk_end_to_end_mp4(tiny_weights, voices, pose_image, tmp_path):
     first = np.frombuffer(next(reader), np.uint8).reshape(meta["size"][1], meta["size"][0], 3)
     assert first.shape == (32, 32, 3) and first.std() > 0
     assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"], "no temporary files left"
+
+
+def _pose_video(path, pose_image, frames: int = 12) -> None:
+    """A short 25 fps video of the example face sliding sideways and back (the head moves in frame)."""
+    import imageio_ffmpeg
+    from PIL import Image
+
+    base = np.asarray(Image.open(pose_image).convert("RGB").resize((160, 160)))
+    writer = imageio_ffmpeg.write_frames(str(path), (160, 160), fps=25, macro_block_size=2, ffmpeg_log_level="error")
+    writer.send(None)
+    for k in range(frames):
+        writer.send(np.ascontiguousarray(np.roll(base, 4 * (k if k < frames // 2 else frames - k), axis=1)))
+    writer.close()
+
+
+def test_talk_follows_a_pose_video_frame_by_frame(tiny_weights, pipeline, voices, pose_image, tmp_path):
+    video = tmp_path / "pose.mp4"
+    _pose_video(video, pose_image)
+    track = pipeline.pose_track(video, 25.0, 30)
+    assert track.shape == (30, pipeline.cfg.ir_dim)
+    assert (track[1:12] - track[:11]).abs().sum() > 0, "the pose follows the moving face"
+    assert torch.equal(track[11], track[29]), "a video shorter than the voice holds its last pose"
+    still = pipeline.pose_feature(pose_image)
+    assert not torch.allclose(track, still.expand_as(track))
+    out = tmp_path / "talk.mp4"
+    result = run("talk", voices["low"], "--pose", video, "-o", out, "-w", tiny_weights)
+    assert result.exit_code == 0, result.stderr
+    _, frames = _probe(out)
+    assert frames == math.ceil(sf.info(voices["low"]).duration * 25)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    bad = run("talk", voices["low"], "--pose", broken, "-o", tmp_path / "bad.mp4", "-w", tiny_weights)
+    assert bad.exit_code == 3 and "broken.mp4" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad.mp4").exists()
 
 
 def test_retrieve_table_json_and_sheet(tiny_weights, voices, gallery, tmp_path):

@@ -228,7 +228,7 @@ def voiceset(tmp_path_factory, s2f_tree, libri_tree, face_folders, ge2e_file) ->
     return out
 
 
-def test_voiceset_holds_unit_dvectors_linked_to_their_photos(voiceset, s2f_tree):
+def test_voiceset_holds_unit_dvectors_linked_to_their_photos(voiceset, s2f_tree, ge2e_file):
     vectors = np.load(voiceset / "dvectors.npy")
     with open(voiceset / "windows.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -243,8 +243,9 @@ def test_voiceset_holds_unit_dvectors_linked_to_their_photos(voiceset, s2f_tree)
     libri = {r["person"]: r["gender"] for r in rows if r["source"] == "librispeech"}
     assert libri == {"librispeech-0": "male", "librispeech-1": "female"} and not any(
         r["photo"] for r in rows if r["source"] == "librispeech")
-    # the clean variant's windows are what inference computes for that clip
     assert json.loads((voiceset / "voiceset.json").read_text())["augmented"] == 1
+    # the GE2E weights that made the d-vectors are kept beside them
+    assert load_file(str(voiceset / "ge2e.safetensors")).keys() == load_file(str(ge2e_file)).keys()
 
 
 def test_voice_stage_trains_only_the_head_and_exports(faces_run, faceset, voiceset, ge2e_file, tmp_path):
@@ -255,7 +256,7 @@ def test_voice_stage_trains_only_the_head_and_exports(faces_run, faceset, voices
     init = export(faces_run, tmp_path / "faces-exp")
     cfg = _faces_config(faceset, ge2e_file)
     cfg.steps.faces, cfg.steps.voices = 0, 6
-    cfg.init, cfg.voiceset, cfg.audio_identity_init = str(init), str(voiceset), ""
+    cfg.init, cfg.voiceset, cfg.audio_identity_init = str(init), str(voiceset), ""  # GE2E from the voice set
     cfg.sample_every, cfg.checkpoint_every, cfg.log_every = 3, 3, 3
     summary = train(cfg, tmp_path / "voices", cpu=True)
     assert summary["steps"] == 6 and "val_median_rank" in summary

@@ -84,8 +84,15 @@ def window_dvectors(model, wave: np.ndarray) -> np.ndarray:
         return F.normalize(d, dim=-1).numpy()
 
 
+BACKBONE = "ge2e.safetensors"  # the GE2E weights the d-vectors came from, kept beside them
+
+
 def build_voiceset(folders: list[Path], out: Path, model, augmented: int = 2, seed: int = 0, progress=None) -> dict:
-    """d-vectors of every clip's windows (as recorded, then `augmented` copies) into OUT."""
+    """d-vectors of every clip's windows (as recorded, then `augmented` copies) into OUT, with the GE2E
+    weights that made them (`ge2e.safetensors`): the voice stage loads those, so the head it trains
+    always sits on the backbone its inputs came from."""
+    from safetensors.torch import save_file
+
     from .. import audio as audio_io
     from ..training import augment
 
@@ -93,6 +100,7 @@ def build_voiceset(folders: list[Path], out: Path, model, augmented: int = 2, se
     if not clips:
         raise FileNotFoundError(f"{', '.join(map(str, folders))}: no voices found")
     out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.audio_identity.backbone.state_dict().items()}, str(out / BACKBONE))
     rng = np.random.default_rng(seed)
     sr = model.cfg.audio.sample_rate
     vectors, rows, skipped = [], [], []

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.voiceset import BACKBONE
 from ..models.s2tf import S2TFModel
 from . import checkpoint
 from .config import TrainConfig
@@ -197,8 +198,7 @@ def train_voice_stage(
     model = load_model(resolve(cfg.init)) if cfg.init else S2TFModel(cfg.model)
     if dataclasses.replace(model.cfg, trained_steps=0) != dataclasses.replace(cfg.model, trained_steps=0):
         raise ValueError(f"{cfg.init}: its model config differs from the recipe's")
-    if cfg.audio_identity_init:
-        load_speaker_backbone(model, cfg.audio_identity_init)
+    load_speaker_backbone(model, cfg.audio_identity_init or str(Path(cfg.voiceset) / BACKBONE))
     faces = FaceSet(cfg.faceset, cfg.model.image_size)
     labels = identity_labels(read_rows(Path(cfg.faceset)))
     f_photo = photo_identities(model, faces)
