@@ -18,7 +18,8 @@ FORMAT_VERSION = 1
 
 # Keys a format-1 folder may lack: added later, their default is the behaviour before they existed.
 ADDED_KEYS = frozenset({"centroid_prior", "novel_id", "novel_angle", "backbone", "ge2e_mels", "ge2e_hidden",
-                        "ge2e_layers", "ge2e_partial", "head_hidden", "train_backbone", "kind"})
+                        "ge2e_layers", "ge2e_partial", "head_hidden", "train_backbone", "kind",
+                        "sample_neighbours"})
 
 
 class ConfigError(ValueError):
@@ -121,6 +122,11 @@ class ModelConfig:
     arcface_scale: float = 30.0  # s in Eq. 2
     arcface_margin: float = 0.3  # m in Eq. 2
     sample_jitter: float = 0.15  # spread of f_id around the voice's estimate when sampling with a seed
+    # Sampling toward real people (0: off, the jitter above): a seeded sample moves the voice's f_id part of
+    # the way (slerp 0.3-0.6) toward one of the `sample_neighbours` centroids of W nearest to it. The nearest
+    # people to a voice share its gender and age far more often than a random direction does, and the
+    # points between real people are where the GAN stage taught G to draw faces.
+    sample_neighbours: int = 0
     # Temperature of the centroid prior that `face`/`talk` draw a voice's f_id through (0: off): the
     # softmax(cos / T)-weighted mean of the shared centroids W, i.e. the voice's estimate pulled onto the
     # identities G was trained to draw. Retrieval always uses the raw f_id.
@@ -274,7 +280,7 @@ def _cpu_real_preset() -> ModelConfig:
     identity past f_id), GE2E under E_id^a and a residual D."""
     cfg = _cpu_preset()
     return dataclasses.replace(
-        cfg, preset="cpu-real", image_size=64, id_dim=128, ir_dim=32,
+        cfg, preset="cpu-real", image_size=64, id_dim=128, ir_dim=32, sample_neighbours=16,
         audio_identity=AudioIdentityConfig(backbone="ge2e"),
         visual_identity=VisualIdentityConfig(block="basic", layers=[1, 2, 2, 1], channels=[32, 64, 128, 256],
                                              groups=1, width_per_group=64, stem=32),

@@ -29,7 +29,7 @@ from .hub import WeightsSource, load_model, resolve
 from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.inference import fold_batchnorm
 from .models.mel import LOG_FLOOR
-from .models.s2tf import S2TFModel, turn
+from .models.s2tf import S2TFModel, slerp, turn
 from .outputs import atomic_path, provenance
 from .precision import select_precision
 
@@ -262,8 +262,17 @@ class S2TF:
             return self.model.centroids.blend(f_id, self.cfg.centroid_prior)
 
     def _sample_identity(self, f_id: torch.Tensor, seed: int) -> torch.Tensor:
-        """A plausible neighbour of the voice's identity estimate: a random step of angle ~sample_jitter."""
+        """A plausible neighbour of the voice's identity estimate: part of the way toward one of the nearest
+        centroids (`sample_neighbours`), or a random step of angle ~sample_jitter."""
         gen = torch.Generator().manual_seed(seed)
+        k = min(self.cfg.sample_neighbours, self.cfg.num_identities)
+        if k > 0:
+            with torch.inference_mode():
+                near = self.model.centroids.cosine(f_id.float()[None])[0].topk(k).indices
+                pick = near[int(torch.randint(0, k, (1,), generator=gen))]
+                target = F.normalize(self.model.centroids.weight[pick].float(), dim=-1)
+                t = 0.3 + 0.3 * float(torch.rand((), generator=gen))
+                return slerp(F.normalize(f_id.float(), dim=-1)[None], target[None], torch.tensor([[t]]).to(self.device))[0]
         return turn(f_id, torch.randn(f_id.shape[-1], generator=gen).to(self.device), self.cfg.sample_jitter)
 
     def face(

@@ -277,3 +277,29 @@ def test_cli_train_faces_recipe_needs_a_faceset(tmp_path):
                                   "steps": {"faces": 2, "visual": 0, "sync": 0, "finetune": 0}}))  # fmt: skip
     result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "not a face set" in result.output
+
+
+def test_samples_move_toward_the_nearest_real_people_deterministically(voices):
+    import torch.nn.functional as F
+
+    from s2tf_cli.models.s2tf import S2TFModel
+    from s2tf_cli.pipeline import S2TF
+
+    torch.manual_seed(1)
+    model = S2TFModel(dataclasses.replace(preset("tiny"), sample_neighbours=2))
+    s2tf = S2TF(model, torch.device("cpu"))
+    f_id = s2tf.voice_identity(voices["low"])
+    with torch.no_grad():
+        near = s2tf.model.centroids.cosine(f_id[None])[0].topk(2).indices
+        centroids = F.normalize(s2tf.model.centroids.weight, dim=-1)
+    moved = [s2tf._sample_identity(f_id, seed) for seed in range(6)]
+    assert torch.equal(moved[0], s2tf._sample_identity(f_id, 0))  # the same seed, the same person
+    for m in moved:
+        toward = (m @ centroids[near].T).max()
+        assert toward > (f_id @ centroids[near].T).max() - 1e-6  # closer to one of the two nearest people
+        assert torch.isclose(m.norm(), torch.tensor(1.0))
+    assert len({tuple(m.round(decimals=4).tolist()) for m in moved}) > 1
+    faces = s2tf.face(voices["low"], n_samples=3, seed=5)
+    assert len(faces) == 3 and not np.array_equal(faces[0], faces[1])
+    again = s2tf.face(voices["low"], n_samples=3, seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(faces, again))

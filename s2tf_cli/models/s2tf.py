@@ -31,6 +31,15 @@ def turn(f_id: torch.Tensor, noise: torch.Tensor, angle: torch.Tensor | float) -
     return F.normalize(f_id + F.normalize(step, dim=-1) * tan, dim=-1)
 
 
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Unit-sphere interpolation between rows of a and b (t: (B, 1) in [0, 1]): the points between two
+    identities that the GAN stage draws faces for."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    omega = torch.acos((a * b).sum(-1, keepdim=True).clamp(-0.9999, 0.9999))
+    so = torch.sin(omega)
+    return F.normalize((torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so, dim=-1)
+
+
 class S2TFModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -28,7 +28,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..models.discriminator import make_discriminator
-from ..models.s2tf import S2TFModel
+from ..models.s2tf import S2TFModel, slerp
 from . import checkpoint
 from .config import TrainConfig
 from .diffaugment import diff_augment
@@ -42,14 +42,6 @@ AGE_SCALE = 50.0  # years per unit of the age head's output
 # the identity term starts late, a batch may hold no labelled photo).
 METRICS = ("loss_g", "adv_g", "rec_low", "rec_mouth", "id_cos", "arcface", "arcface_acc", "gender_acc", "age_mae",
            "loss_d", "d_real", "d_fake", "r1")  # fmt: skip
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Unit-sphere interpolation between rows of a and b (t: (B, 1) in [0, 1])."""
-    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    omega = torch.acos((a * b).sum(-1, keepdim=True).clamp(-0.9999, 0.9999))
-    so = torch.sin(omega)
-    return F.normalize((torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so, dim=-1)
 
 
 class FacePriorModule(nn.Module):
