@@ -210,6 +210,8 @@ def test_faces_stage_trains_resumes_logs_and_exports(faces_run, ge2e_file, tmp_p
     folder = export(faces_run, tmp_path / "exp")
     model = load_model(resolve(str(folder)))
     assert model.cfg.trained_steps == 4 and model.cfg.discriminator.kind == "residual"
+    silence = torch.randn(3, model.cfg.audio.n_mels, model.cfg.audio.content_window)
+    assert torch.count_nonzero(model.eval().audio_content(silence)) == 0  # no content stage yet: no mouth motion
     backbone = load_file(str(ge2e_file))  # the GE2E backbone is carried into the export
     for key, value in backbone.items():
         assert torch.equal(model.audio_identity.backbone.state_dict()[key], value)

@@ -51,6 +51,10 @@ class FacePriorModule(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.model = S2TFModel(cfg.model)
+        # E_s^a does not train here: until a content stage does, it says "no mouth motion" (f_s^a = 0), so a
+        # face drawn from this stage's export is G(f_id, f_ir^pose) and not offset by a random content vector.
+        nn.init.zeros_(self.model.audio_content.fc.weight)
+        nn.init.zeros_(self.model.audio_content.fc.bias)
         self.discriminator = make_discriminator(cfg.model.discriminator, cfg.model.image_size)
         self.attributes = nn.Linear(cfg.model.id_dim, 2 + 1 + len(ETHNICITIES))  # gender, age, ethnicity
         self.centroid_loss = CentroidLoss()
