@@ -16,9 +16,10 @@ from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
-from .errors import S2TFError, UsageError
+from .errors import InputError, S2TFError, UsageError, missing_dependency
 
 app = typer.Typer(
     name="s2tf",
@@ -70,7 +71,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except S2TFError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -78,11 +79,15 @@ def handle_errors(fn: Callable) -> Callable:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug, not a user error: one line, the traceback only with --verbose
+            missing = missing_dependency(exc) if isinstance(exc, ModuleNotFoundError) else None
+            if missing is not None:  # an optional package: the extra to install
+                err.print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False, markup=True, soft_wrap=True)
+                raise typer.Exit(missing.exit_code) from None
             if logging.getLogger().isEnabledFor(logging.INFO):
                 err.print_exception()
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             err.print(
-                f"[bold red]error:[/] unexpected {type(exc).__name__}: {first} (rerun with --verbose for details)",
+                f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first)} (rerun with --verbose for details)",
                 highlight=False, markup=True, soft_wrap=True,
             )  # fmt: skip
             raise typer.Exit(1) from None
@@ -170,10 +175,20 @@ def face(
     from .outputs import provenance, write_bytes_atomic
 
     meta = provenance(model.weights_label, "face")
+    refused: list[InputError] = []
     with _progress() as bar:
         task = bar.add_task("generating faces", total=len(voices) * n_samples)
         for voice, target in zip(voices, targets):
-            faces = model.face(voice, pose=pose, seed=seed, n_samples=n_samples)
+            try:
+                faces = model.face(voice, pose=pose, seed=seed, n_samples=n_samples)
+            except InputError as exc:
+                if len(voices) == 1:
+                    raise
+                # one refused voice does not stop a batch (like cp with several files): said, then the rest
+                err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+                refused.append(exc)
+                bar.advance(task, n_samples)
+                continue
             bar.advance(task, len(faces))
             if size:
                 faces = [images.resize(f, size) for f in faces]
@@ -183,6 +198,8 @@ def face(
                 path = target if k == 0 else target.with_name(f"{target.stem}-{k}{target.suffix}")
                 write_bytes_atomic(path, images.png_bytes(img, meta))
                 typer.echo(str(path))
+    if refused:
+        raise InputError(f"{len(refused)} of {len(voices)} voices refused (above); the other faces were written")
 
 
 @app.command()
@@ -249,7 +266,8 @@ def retrieve(
     voice: Annotated[Path, typer.Argument(help="Voice recording.")],
     gallery: Annotated[Path, typer.Option("--gallery", "-g", help="Folder of face images (searched recursively).")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many matches to show.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print every match as JSON on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the top K as JSON on stdout: {voice, ranked, "
+                                          "skipped, top_k, matches: [{path, score, rank}]}.")] = False,
     sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet PNG of the top K.")] = None,
     aligned: Annotated[bool, typer.Option("--aligned", help="Gallery images are already face crops.")] = False,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep each gallery face's embedding "
@@ -290,8 +308,9 @@ def retrieve(
     if not matches:
         raise UsageError(f"{gallery}: no usable face images ({len(skipped)} skipped)")
     if as_json:
-        rows = [{"path": str(m.path), "score": round(m.score, 6), "rank": m.rank} for m in matches]
-        typer.echo(json.dumps(rows, indent=2))
+        rows = [{"path": str(m.path), "score": round(m.score, 6), "rank": m.rank} for m in matches[:top_k]]
+        typer.echo(json.dumps({"voice": str(voice), "ranked": len(matches), "skipped": len(skipped), "top_k": top_k,
+                               "matches": rows}, indent=2))  # fmt: skip
     else:
         from rich.table import Table
 
@@ -329,21 +348,34 @@ def download(
 @app.command()
 @handle_errors
 def info(weights: WeightsOpt = None, device: DeviceOpt = "auto", cache_dir: CacheOpt = None) -> None:
-    """Which weights would be used, their preset, sizes, revision and checksum, and the device."""
+    """Which weights would be used, their preset, sizes, revision and checksum, and the device. Reads the
+    weights folder only: neither torch nor the model is loaded."""
     from .errors import WeightsError
-    from .pipeline import select_device
+    from .hub import folder_info, resolve
 
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
     rows = {"s2tf": __version__}
     try:
-        model = _load(weights, device, cache_dir)
+        rows.update({k: str(v) for k, v in folder_info(resolve(weights, cache_dir=cache_dir)).items()})
     except WeightsError as exc:
         rows["weights"] = f"not available: {exc}"
-        rows["device"] = str(select_device(device))
-    else:
-        rows.update({k: str(v) for k, v in model.info().items()})
+    gpu = any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version"))
+    rows["device"] = device if device != "auto" else ("cuda (auto: an NVIDIA driver is present)" if gpu else "cpu (auto)")
+    if rows["device"].startswith("cpu"):
+        rows["precision"] = "bf16 (auto: native on this CPU)" if _cpu_native_bf16() else "fp32 (auto)"
     width = max(len(k) for k in rows)
     for key, value in rows.items():
         typer.echo(f"{key:<{width}}  {value}")
+
+
+def _cpu_native_bf16() -> bool:
+    """precision.native_bf16 for the CPU, from /proc/cpuinfo's flags instead of torch's probes."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_tile" in flags
 
 
 @app.command()

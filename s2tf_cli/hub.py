@@ -104,6 +104,27 @@ def resolve(spec: str | None = None, cache_dir: str | Path | None = None) -> Wei
     raise WeightsError(f"{spec}: no such folder, and not a known weights name ({known}) or a Hub id (org/name)")
 
 
+def parameter_count(path: Path) -> int:
+    """Numbers stored in a safetensors file (parameters and buffers), read off its JSON header: no tensor is
+    loaded, torch is not needed."""
+    import json
+    import math
+
+    with open(path, "rb") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+    return sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
+
+
+def folder_info(source: WeightsSource) -> dict:
+    """What a weights folder says about itself, without loading the model (`s2tf info`)."""
+    cfg = ModelConfig.load(source.folder / CONFIG_FILE)
+    return {"weights": source.spec, "source": source.kind, "folder": str(source.folder), "revision": source.revision,
+            "sha256": source.sha256, "preset": cfg.preset, "image_size": cfg.image_size, "id_dim": cfg.id_dim,
+            "ir_dim": cfg.ir_dim, "identities": cfg.num_identities,
+            "stored values": parameter_count(source.folder / WEIGHTS_FILE)}  # fmt: skip
+
+
 def _from_hub(spec: str, repo_id: str, revision: str | None, cache_dir: str | Path | None) -> WeightsSource:
     from huggingface_hub import snapshot_download
 

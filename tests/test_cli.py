@@ -149,7 +149,9 @@ def test_talk_follows_a_pose_video_frame_by_frame(tiny_weights, pipeline, voices
 def test_retrieve_table_json_and_sheet(tiny_weights, voices, gallery, tmp_path):
     result = run("retrieve", voices["low"], "--gallery", gallery, "--json", "-w", tiny_weights)
     assert result.exit_code == 0, result.stderr
-    rows = json.loads(result.stdout)
+    answer = json.loads(result.stdout)
+    rows = answer["matches"]
+    assert answer["ranked"] == 3 and answer["skipped"] == 1 and answer["top_k"] == 10  # broken.jpg
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert {r["path"].split("/")[-1] for r in rows} == {"a.jpg", "b.png", "c.webp"}
     assert all(-1 <= r["score"] <= 1 for r in rows)
@@ -216,6 +218,63 @@ def test_existing_output_is_replaced(tiny_weights, voices, tmp_path):
     out.write_bytes(b"old")
     assert run("face", voices["low"], "-o", out, "-w", tiny_weights).exit_code == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_retrieve_json_holds_the_top_k_only(tiny_weights, voices, gallery):
+    answer = json.loads(run("retrieve", voices["low"], "-g", gallery, "-k", "2", "--json", "-w", tiny_weights).stdout)
+    assert [r["rank"] for r in answer["matches"]] == [1, 2] and answer["ranked"] == 3 and answer["top_k"] == 2
+
+
+def test_a_refused_voice_does_not_stop_a_batch(tiny_weights, voices, tmp_path):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    out = tmp_path / "faces"
+    result = run("face", voices["low"], silent, voices["high"], "-o", out, "-w", tiny_weights)
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 2 and "silent.wav" in errors[0] and "1 of 3 voices refused" in errors[1]
+    assert sorted(p.name for p in out.iterdir()) == ["high.png", "low.png"]
+
+
+def test_a_missing_extra_names_what_to_install(monkeypatch, capsys):
+    """Any command that meets a missing optional package (here dlib, as `data synth` without [data] did)
+    exits 2 with the install line, not 1 with "unexpected ModuleNotFoundError"."""
+    import builtins
+
+    import typer
+
+    from s2tf_cli.cli import handle_errors
+    from s2tf_cli.errors import missing_dependency
+
+    real_import = builtins.__import__
+
+    def no_dlib(name, *args, **kwargs):
+        if name == "dlib":
+            raise ModuleNotFoundError("No module named 'dlib'", name="dlib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dlib)
+    from s2tf_cli.data.animate import landmarks68
+
+    monkeypatch.setattr("s2tf_cli.data.animate._detector", None)
+    with pytest.raises(typer.Exit) as exit_info:
+        handle_errors(lambda: landmarks68(np.zeros((8, 8, 3), np.uint8)))()
+    assert exit_info.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "'dlib'" in err and "pip install 's2tf[data]'" in err and "unexpected" not in err
+    assert missing_dependency(ModuleNotFoundError("x", name="numpyy")) is None  # not an extra: still a bug
+
+
+def test_info_reads_the_folder_without_torch(tiny_weights):
+    import subprocess
+    import sys
+
+    code = ("import sys; from s2tf_cli.cli import main\ntry:\n    main(['info', '-w', sys.argv[1]])\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_weights)], capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "False", out.stdout + out.stderr
+    assert any(re.match(r"stored values\s+\d+", ln) for ln in lines) and any("preset" in ln for ln in lines)
 
 
 def test_info_and_download(tiny_weights, monkeypatch, tmp_path):

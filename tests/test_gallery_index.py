@@ -83,7 +83,7 @@ def test_cli_retrieve_twice_same_table(tiny_weights, voices, gallery):
     args = ["retrieve", str(voices["low"]), "--gallery", str(gallery), "--json", "-w", str(tiny_weights)]
     one, two = runner.invoke(app, args), runner.invoke(app, args)
     assert one.exit_code == 0 and two.exit_code == 0, one.output
-    rows = lambda r: json.loads(r.stdout[r.stdout.index("[") :])  # noqa: E731
+    rows = lambda r: json.loads(r.stdout[r.stdout.index("{") :])["matches"]  # noqa: E731
     assert rows(one) == rows(two) and len(rows(one)) == 3
 
 
@@ -108,7 +108,7 @@ def _cli(tmp_path, *args):
     out = subprocess.run([sys.executable, "-c", REPEAT, *map(str, args)], capture_output=True, text=True, env=env)
     *rows, status = out.stdout.strip().splitlines()
     status = json.loads(status)
-    return (json.loads("\n".join(rows)) if rows else None), status["code"], status["torch"], out.stderr
+    return (json.loads("\n".join(rows))["matches"] if rows else None), status["code"], status["torch"], out.stderr
 
 
 def test_repeat_cli_query_is_answered_from_the_indexes_without_torch(tiny_weights, voices, my_gallery, tmp_path):
