@@ -104,7 +104,9 @@ def eval_people_cmd(
         json_out.write_text(json.dumps(rows, indent=2, default=float) + "\n")
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
-        head = f"# s2tf eval-people: {len(people)} validation people, {sum(len(p.voices) for p in people)} clips\n\n"
+        first = rows[names[0]]
+        head = (f"# s2tf eval-people: {first['people']} validation people, {first['clips']} clips scored "
+                f"({len(first['refused clips'])} refused by the model)\n\n")
         report.write_text(head + table + ("\n\nPaired differences (± bootstrap SE):\n\n" + "\n".join(deltas) if deltas else "") + "\n")
     if grid_out:
         from .images import png_bytes
