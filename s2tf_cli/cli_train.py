@@ -245,7 +245,7 @@ def train_cmd(
         cfg.faceset = str(faceset)
     if voiceset is not None:
         cfg.voiceset = str(voiceset)
-    if cfg.steps.faces or cfg.steps.voices:
+    if cfg.steps.identity or cfg.steps.faces or cfg.steps.voices:
         if not cfg.faceset or not (Path(cfg.faceset) / "faces.npy").is_file():
             raise UsageError(f"{cfg.faceset or '(no faceset)'}: not a face set (run `s2tf data faces`)")
         if cfg.steps.voices and (not cfg.voiceset or not (Path(cfg.voiceset) / "dvectors.npy").is_file()):

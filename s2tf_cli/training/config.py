@@ -67,7 +67,8 @@ class FacePriorLoss:
 
 @dataclass
 class StageSteps:
-    faces: int = 0  # stage 0 (a run of its own): the GAN on face photos (`faceset`); the others must be 0
+    identity: int = 0  # a run of its own before `faces`: E_id^v (with W and attribute heads) alone on the photos
+    faces: int = 0  # a run of its own: the GAN on face photos (`faceset`); the others must be 0
     voices: int = 0  # a run of its own after `faces`: E_id^a's head on real voices (`voiceset`), all else frozen
     visual: int = 2000  # stage 1: E_id^v, E_ir^v, G, D reconstruct frames
     sync: int = 1000  # stage 2: E_id^a, E_s^a synchronised to the frozen visual encoders
@@ -139,7 +140,7 @@ class TrainConfig:
             raise ConfigError(f"train config 'discriminator_warmup' must be >= 0, not {self.discriminator_warmup}")
         if self.audio_identity_init and self.model.audio_identity.backbone != "ge2e":
             raise ConfigError("train config 'audio_identity_init' needs model.audio_identity.backbone 'ge2e'")
-        own = [k for k in ("faces", "voices") if getattr(self.steps, k)]
+        own = [k for k in ("identity", "faces", "voices") if getattr(self.steps, k)]
         if own and (len(own) > 1 or self.steps.visual or self.steps.sync or self.steps.finetune):
             raise ConfigError(f"train config: 'steps.{own[0]}' is a run of its own; set the other stages to 0")
         if self.reinit and not self.init:

@@ -42,6 +42,7 @@ AGE_SCALE = 50.0  # years per unit of the age head's output
 # the identity term starts late, a batch may hold no labelled photo).
 METRICS = ("loss_g", "adv_g", "rec_low", "rec_mouth", "id_cos", "arcface", "arcface_acc", "gender_acc", "age_mae",
            "loss_d", "d_real", "d_fake", "r1")  # fmt: skip
+IDENTITY_METRICS = ("loss_g", "arcface", "arcface_acc", "gender_acc", "age_mae")
 
 
 class FacePriorModule(nn.Module):
@@ -83,6 +84,11 @@ class FacePriorModule(nn.Module):
             enc.train(was)
 
     def forward(self, batch: dict, part: str, step: int = 0, fake: torch.Tensor | None = None):
+        if part == "encoder":  # an identity run: E_id^v, W and the attribute heads alone
+            metrics: dict = {}
+            loss, _ = self._encoder_losses(batch, metrics)
+            metrics["loss_g"] = loss.detach()
+            return loss, metrics, None
         if part == "d":
             return self._d_step(batch, fake)
         if part == "r1":
@@ -91,6 +97,10 @@ class FacePriorModule(nn.Module):
 
     def _encoder_losses(self, batch: dict, metrics: dict) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.cfg.faces
+        if "visual_identity" in self.cfg.frozen:  # pretrained by an identity run: only its f_id is needed
+            with torch.no_grad():
+                f_id = self.model.visual_identity(batch["first"])
+            return f_id.sum() * 0, f_id
         f_id = self.model.visual_identity(batch["first"])
         loss = f_id.sum() * 0
         labels = batch["label"]
@@ -264,9 +274,12 @@ def train_face_prior(
     wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
     ema = {k: v.to(accelerator.device) for k, v in ema.items()}
     module.set_training()
-    total = cfg.steps.faces
+    encoder_only = cfg.steps.identity > 0
+    total = cfg.steps.identity or cfg.steps.faces
     stop = min(total, max_steps) if max_steps is not None else total
-    seconds = float(restored[1].get("stage_seconds", {}).get("faces", 0.0)) if restored else 0.0
+    stage = "identity" if encoder_only else "faces"
+    columns = IDENTITY_METRICS if encoder_only else METRICS
+    seconds = float(restored[1].get("stage_seconds", {}).get(stage, 0.0)) if restored else 0.0
     fixed = faces.draw(cfg.batch_size, np.random.default_rng(cfg.seed + 12345), cfg.faces.real_share)
     metrics: dict = {}
     for step in range(start, stop):
@@ -275,43 +288,43 @@ def train_face_prior(
         rng = np.random.default_rng([cfg.seed, step, rank])
         batch = {k: v.to(accelerator.device) for k, v in faces.draw(cfg.batch_size, rng, cfg.faces.real_share).items()}
         with accelerator.autocast():
-            loss_g, metrics, fake = wrapped(batch, "g", step)
+            loss_g, metrics, fake = wrapped(batch, "encoder" if encoder_only else "g", step)
         opt_g.zero_grad(set_to_none=True)
         accelerator.backward(loss_g)
         opt_g.step()
-        with accelerator.autocast():
-            loss_d, m_d, _ = wrapped(batch, "d", step, fake.detach())
-        loss_d_total = loss_d
-        if cfg.faces.r1 and step % cfg.faces.r1_every == 0:
-            loss_r1, m_r1, _ = wrapped(batch, "r1", step)  # fp32: the gradient penalty is not autocast
-            loss_d_total = loss_d + loss_r1
-            m_d.update(m_r1)
-        opt_d.zero_grad(set_to_none=True)
-        accelerator.backward(loss_d_total)
-        opt_d.step()
-        metrics.update(m_d)
-        _ema_update(ema, m.generator, ema_decay_at(cfg, step))
+        if not encoder_only:
+            with accelerator.autocast():
+                loss_d, m_d, _ = wrapped(batch, "d", step, fake.detach())
+            if cfg.faces.r1 and step % cfg.faces.r1_every == 0:
+                loss_r1, m_r1, _ = wrapped(batch, "r1", step)  # fp32: the gradient penalty is not autocast
+                loss_d = loss_d + loss_r1
+                m_d.update(m_r1)
+            opt_d.zero_grad(set_to_none=True)
+            accelerator.backward(loss_d)
+            opt_d.step()
+            metrics.update(m_d)
+            _ema_update(ema, m.generator, ema_decay_at(cfg, step))
         elapsed = time.perf_counter() - t0
         seconds += elapsed
         done = step + 1
         if accelerator.is_main_process:
-            row = {"step": done, "stage": "faces", "phase": "", "seconds": round(elapsed, 3),
-                   **{k: round(float(metrics.get(k, float("nan"))), 5) for k in METRICS}}  # fmt: skip
+            row = {"step": done, "stage": stage, "phase": "", "seconds": round(elapsed, 3),
+                   **{k: round(float(metrics.get(k, float("nan"))), 5) for k in columns}}  # fmt: skip
             if done % cfg.log_every == 0 or done == stop:
-                _append_csv(out / "metrics-faces.csv", row)
+                _append_csv(out / f"metrics-{stage}.csv", row)
             if progress:
                 progress(done, stop, row)
-            if cfg.sample_every and (done % cfg.sample_every == 0 or done == stop):
+            if not encoder_only and cfg.sample_every and (done % cfg.sample_every == 0 or done == stop):
                 _sample_grid(module, {k: v.to(accelerator.device) for k, v in fixed.items()}, ema,
                              out / "samples" / f"step-{done:07d}.png")  # fmt: skip
         if done % cfg.checkpoint_every == 0 or done == stop:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 checkpoint.save(out / "checkpoints", done, module, {"g": opt_g, "d": opt_d}, ema,
-                                {"stage_seconds": {"faces": seconds}, "init_steps": init_steps},
+                                {"stage_seconds": {stage: seconds}, "init_steps": init_steps},
                                 keep=cfg.keep_checkpoints)  # fmt: skip
     accelerator.wait_for_everyone()
-    summary = {"steps": stop, "total_steps": total, "stage_seconds": {"faces": seconds}, "init": cfg.init,
+    summary = {"steps": stop, "total_steps": total, "stage_seconds": {stage: seconds}, "init": cfg.init,
                "init_steps": init_steps, "device": accelerator.device.type,
                "last": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
     if accelerator.is_main_process:

@@ -128,7 +128,7 @@ def train(
     progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Run (or resume) training into `out`; stops after `max_steps` total steps if given."""
-    if cfg.steps.faces:
+    if cfg.steps.faces or cfg.steps.identity:
         from .face_prior import train_face_prior
 
         return train_face_prior(cfg, out, max_steps, cpu, progress)
