@@ -305,3 +305,40 @@ def test_samples_move_toward_the_nearest_real_people_deterministically(voices):
     assert len(faces) == 3 and not np.array_equal(faces[0], faces[1])
     again = s2tf.face(voices["low"], n_samples=3, seed=5)
     assert all(np.array_equal(a, b) for a, b in zip(faces, again))
+
+
+def test_identity_run_then_a_gan_stage_on_its_frozen_encoder(faceset, ge2e_file, tmp_path):
+    from s2tf_cli.hub import load_model, resolve
+    from s2tf_cli.training.export import export
+    from s2tf_cli.training.trainer import train
+
+    cfg = _faces_config(faceset, ge2e_file)
+    cfg.steps.faces, cfg.steps.identity = 0, 3
+    cfg.checkpoint_every = 3
+    assert train(cfg, tmp_path / "id", cpu=True)["steps"] == 3
+    with open(tmp_path / "id" / "metrics-identity.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3] and np.isfinite(float(rows[-1]["arcface"]))
+    assert not (tmp_path / "id" / "samples").exists()  # no generator in an identity run
+    encoder = export(tmp_path / "id", tmp_path / "id-exp")
+    before = load_model(resolve(str(encoder)))
+    fresh = S2TFModel_state(cfg)
+    assert any(not torch.equal(v, fresh[k]) for k, v in before.state_dict().items() if k.startswith("visual_identity."))
+    assert all(torch.equal(v, fresh[k]) for k, v in before.state_dict().items() if k.startswith("generator."))
+
+    cfg.steps.identity, cfg.steps.faces = 0, 2
+    cfg.init, cfg.frozen = str(encoder), ["visual_identity", "centroids"]
+    train(cfg, tmp_path / "gan", cpu=True)
+    after = load_model(resolve(str(export(tmp_path / "gan", tmp_path / "gan-exp"))))
+    for key, value in before.state_dict().items():
+        if key.startswith(("visual_identity.", "centroids.")):
+            assert torch.equal(after.state_dict()[key], value), key  # frozen, batch-norm statistics too
+    assert any(not torch.equal(after.state_dict()[k], v) for k, v in before.state_dict().items() if k.startswith("generator."))
+
+
+def S2TFModel_state(cfg: TrainConfig) -> dict:
+    """The state a fresh model of the recipe starts from (same seed as the runs)."""
+    from s2tf_cli.training.face_prior import FacePriorModule
+
+    torch.manual_seed(cfg.seed)
+    return FacePriorModule(cfg).model.state_dict()

@@ -61,6 +61,9 @@ class FacePriorModule(nn.Module):
         self.centroid_loss = CentroidLoss()
 
     def set_training(self) -> None:
+        """Train mode and gradients for the parts this run trains; frozen parts (`cfg.frozen`) keep their
+        weights and their batch-norm statistics."""
+        self.train()
         self.requires_grad_(False)
         m = self.model
         for part in (m.visual_identity, m.visual_irrelevant, m.generator, m.centroids, self.attributes,
@@ -69,7 +72,6 @@ class FacePriorModule(nn.Module):
         for name in self.cfg.frozen:
             getattr(m, name).requires_grad_(False)
             getattr(m, name).eval()
-        self.train()
 
     def identity_of(self, image: torch.Tensor) -> torch.Tensor:
         """f_id^v of generated images with E_id^v's weights and batch-norm statistics left as they are."""
@@ -217,7 +219,8 @@ def _sample_grid(module: FacePriorModule, batch: dict, ema: dict, path: Path) ->
         mixed = slerp(f_id, f_id.roll(1, 0), torch.full((n, 1), 0.5))
         rows = [batch["first"][:n], batch["frame"][:n], draw(f_id, f_ir), draw(f_id, torch.zeros_like(f_ir)),
                 draw(mixed, torch.zeros_like(f_ir))]  # fmt: skip
-    module.train(was)
+    if was:
+        module.set_training()
     tiles = [tile for row in rows for tile in to_uint8(row)]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, png_bytes(grid(tiles, columns=n), {"s2tf:synthetic": "true"}))

@@ -263,6 +263,7 @@ def train(
                 progress(done, stop, row)
             if cfg.sample_every and done % cfg.sample_every == 0:
                 _sample_grid(module, batch, ema, out / "samples" / f"step-{done:07d}.png")
+                module.set_stage(stage)  # back to train mode, frozen parts (and their batch-norm statistics) kept
         if done % cfg.checkpoint_every == 0 or done == stop:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
