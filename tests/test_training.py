@@ -197,7 +197,7 @@ def test_shipped_recipes_load(name):
     cfg = TrainConfig.load(RECIPES / name)
     assert cfg.model.preset in ("cpu", "cpu-ge2e", "cpu-real", "paper")
     steps = (cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune)
-    assert min(steps) >= 0 and sum(steps) + cfg.steps.faces > 0
+    assert min(steps) >= 0 and sum(steps) + cfg.steps.identity + cfg.steps.faces + cfg.steps.voices > 0
     if cfg.reinit:  # a part that starts afresh needs weights to start the rest from
         assert cfg.init
     if name in FROM_SCRATCH:  # continuation recipes (--init) may skip the stages they do not retrain
