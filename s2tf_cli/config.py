@@ -275,9 +275,10 @@ def _cpu_ge2e_preset() -> ModelConfig:
 
 
 def _cpu_real_preset() -> ModelConfig:
-    """For real people on 2 cores: G at 64 px first (a GAN learns there in the steps a CPU gives), a
-    128-d identity space, a narrow f_ir (32: pose, expression, light; too narrow to carry a second
-    identity past f_id), GE2E under E_id^a and a residual D."""
+    """For real people on 2 cores: G at 64 px first (a GAN learns there in the steps a CPU gives) with its
+    base grid from w (pose and layout reach the first layer, not only the modulations), a 128-d identity
+    space, a narrow f_ir (32: pose, expression, light; too narrow to carry a second identity past f_id),
+    GE2E under E_id^a and a residual D."""
     cfg = _cpu_preset()
     return dataclasses.replace(
         cfg, preset="cpu-real", image_size=64, id_dim=128, ir_dim=32, sample_neighbours=16,
@@ -285,7 +286,7 @@ def _cpu_real_preset() -> ModelConfig:
         visual_identity=VisualIdentityConfig(block="basic", layers=[1, 2, 2, 1], channels=[32, 64, 128, 256],
                                              groups=1, width_per_group=64, stem=32),
         visual_irrelevant=VisualIrrelevantConfig(channels=[32, 64, 128, 128]),
-        generator=GeneratorConfig(channels=[256, 256, 128, 64, 32], style_dim=256, mapping_layers=3),
+        generator=GeneratorConfig(channels=[256, 256, 128, 64, 32], style_dim=256, mapping_layers=3, input="style"),
         discriminator=DiscriminatorConfig(channels=[32, 64, 128, 256], kind="residual"),
     )  # fmt: skip
 
