@@ -230,21 +230,11 @@ def train_cmd(
     if is_baseline_recipe(config):
         return _train_baseline(config, out, corpus, max_steps, cpu, seed)
     try:
-        cfg = TrainConfig.load(config)
+        given = {"corpus": corpus, "init": init, "seed": seed, "extra_faces": extra_faces, "faceset": faceset,
+                 "voiceset": voiceset}  # fmt: skip
+        cfg = TrainConfig.load(config, {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    if corpus is not None:
-        cfg.corpus = str(corpus)
-    if init is not None:
-        cfg.init = init
-    if seed is not None:
-        cfg.seed = seed
-    if extra_faces is not None:
-        cfg.extra_faces = str(extra_faces)
-    if faceset is not None:
-        cfg.faceset = str(faceset)
-    if voiceset is not None:
-        cfg.voiceset = str(voiceset)
     if cfg.steps.identity or cfg.steps.faces or cfg.steps.voices:
         if not cfg.faceset or not (Path(cfg.faceset) / "faces.npy").is_file():
             raise UsageError(f"{cfg.faceset or '(no faceset)'}: not a face set (run `s2tf data faces`)")

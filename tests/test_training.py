@@ -189,12 +189,16 @@ def test_two_process_cpu_run(prepared_corpus, tmp_path):
 
 
 RECIPES = Path(__file__).resolve().parent.parent / "configs"
+INIT_FROM_COMMAND_LINE = {"s2tf-real-faces.json"}
 FROM_SCRATCH = {"s2tf-cpu.json", "paper-voxceleb2.json", "ablation-no-centroids.json", "ablation-no-contrastive.json"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.json") if "voice2face" not in p.name))
 def test_shipped_recipes_load(name):
-    cfg = TrainConfig.load(RECIPES / name)
+    if name in INIT_FROM_COMMAND_LINE:  # restarts some parts of weights given by --init: refused without it
+        with pytest.raises(ConfigError, match="'reinit' needs 'init'"):
+            TrainConfig.load(RECIPES / name)
+    cfg = TrainConfig.load(RECIPES / name, {"init": "weights"} if name in INIT_FROM_COMMAND_LINE else None)
     assert cfg.model.preset in ("cpu", "cpu-ge2e", "cpu-real", "paper")
     steps = (cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune)
     assert min(steps) >= 0 and sum(steps) + cfg.steps.identity + cfg.steps.faces + cfg.steps.voices > 0
