@@ -20,6 +20,8 @@ COLUMNS = [
     ("sample gender %", "sample gender %", "{:.1f}"), ("yaw corr", "yaw corr", "{:.2f}"), ("yaw MAE", "yaw MAE", "{:.3f}"),
     ("yaw MAE frontal", "yaw MAE frontal", "{:.3f}"), ("pitch corr", "pitch corr", "{:.2f}"),
     ("roll corr", "roll corr", "{:.2f}"), ("pose refs", "pose refs", "{}"),
+    ("talk yaw corr", "talk yaw corr", "{:.2f}"), ("talk mouth corr", "talk mouth corr", "{:.2f}"),
+    ("talk mouth corr reversed", "talk mouth corr reversed", "{:.2f}"),
 ]  # fmt: skip
 PAIRED = {"gender correct %": "per-clip judge agreement", "R@10 %": "per clip", "mean rank": "per clip",
           "yaw abs error": "per pose reference"}  # fmt: skip
@@ -49,6 +51,9 @@ def eval_people_cmd(
                                                "each. The first is the reference of the paired Δ rows.")] = [],  # noqa: B006
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
+    talking: Annotated[Path | None, typer.Option("--talking", help="Folder of real talking clips (.mp4 with "
+                                                 "audio): `talk` with each clip's audio and its video as --pose, "
+                                                 "head yaw and mouth opening against the video's.")] = None,
     grid_out: Annotated[Path | None, typer.Option("--grid", help="PNG: 12 validation people's photos over the "
                                                   "face each model draws from their voice.")] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
@@ -58,12 +63,15 @@ def eval_people_cmd(
     judges that are not part of the model."""
     _setup_logging(verbose)
     from .evaluation.metrics import paired_difference
-    from .evaluation.real_people import comparison_grid, evaluate_people, validation_people
+    from .evaluation.real_people import comparison_grid, evaluate_people, talking_figures, validation_people
     from .pipeline import S2TF
 
-    for folder in (s2f, ravdess):
+    for folder in (s2f, ravdess, talking):
         if folder is not None and not folder.is_dir():
             raise UsageError(f"{folder}: no such folder")
+    clips = sorted(talking.glob("*.mp4")) if talking is not None else []
+    if talking is not None and not clips:
+        raise UsageError(f"{talking}: no .mp4 clips")
     if s2f is None and ravdess is None:
         raise UsageError("give --s2f and/or --ravdess")
     try:
@@ -80,7 +88,11 @@ def eval_people_cmd(
         with _progress() as bar:
             task = bar.add_task(f"evaluating {model.weights_label}", total=sum(len(p.voices) for p in people))
             res = evaluate_people(model, people, progress=lambda n: bar.advance(task, n))
+        if clips:
+            res |= talking_figures(model, clips)
         label = model.weights_label
+        if label in rows:  # the same weights given twice: a row each
+            label = f"{label} ({sum(k.startswith(label) for k in rows) + 1})"
         scored = res.pop("scored people")
         faces[label] = res.pop("first faces")
         per_item[label] = res.pop("per item")

@@ -342,3 +342,78 @@ def S2TFModel_state(cfg: TrainConfig) -> dict:
 
     torch.manual_seed(cfg.seed)
     return FacePriorModule(cfg).model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def validation_tree(tmp_path_factory, face_folders) -> dict[str, Path]:
+    """Three held-out s2f people (two clips for one), a held-out RAVDESS actor, and a talking clip."""
+    import imageio_ffmpeg
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("val")
+    s2f = root / "s2f"
+    photos = sorted(face_folders["celeb"].glob("*/*.jpg"))
+    names = [_name("s2f", True, f"V{k}_") for k in range(3)]
+    for k, name in enumerate(names):
+        folder = s2f / "voxceleb" / name
+        folder.mkdir(parents=True)
+        for c in range(2 if k == 0 else 1):
+            shutil.copy(photos[(k + c) % len(photos)], folder / f"{name}_{c}.jpg")
+            sf.write(folder / f"{name}_{c}.ogg", speechlike(3.3, f0=100 + 60 * k, seed=70 + k + c), 16000)
+    (s2f / "avspeech").mkdir()
+    (s2f / "people.csv").write_text("person,gender,nationality,source\n" + "".join(
+        f"{n},{'mf'[k % 2]},,voxceleb1\n" for k, n in enumerate(names)))  # fmt: skip
+    talking = root / "talking"
+    talking.mkdir()
+    wav = root / "talk.wav"
+    sf.write(wav, speechlike(1.2, f0=130, seed=9), 16000)
+    base = np.asarray(Image.open(photos[0]).convert("RGB").resize((128, 128)))
+    writer = imageio_ffmpeg.write_frames(str(talking / "clip.mp4"), (128, 128), fps=25, macro_block_size=2,
+                                         audio_path=str(wav), audio_codec="aac", ffmpeg_log_level="error")  # fmt: skip
+    writer.send(None)
+    for k in range(30):
+        writer.send(np.ascontiguousarray(np.roll(base, k % 6, axis=1)))
+    writer.close()
+    return {"s2f": s2f, "ravdess": face_folders["real"], "talking": talking}
+
+
+def test_eval_people_scores_the_validation_people_with_every_figure(validation_tree, tiny_weights, tmp_path):
+    from s2tf_cli.evaluation.real_people import validation_people
+
+    people = validation_people(validation_tree["s2f"], validation_tree["ravdess"])
+    assert len(people) == 4 and {p.source for p in people} == {"s2f", "ravdess"}  # Actor_01 is held out
+    out, grid = tmp_path / "people.json", tmp_path / "people.png"
+    result = runner.invoke(app, ["eval-people", "--s2f", str(validation_tree["s2f"]), "--ravdess",
+                                 str(validation_tree["ravdess"]), "--talking", str(validation_tree["talking"]),
+                                 "-w", str(tiny_weights), "-w", str(tiny_weights), "--json", str(out),
+                                 "--grid", str(grid), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    first = next(v for k, v in rows.items() if not k.startswith("Δ"))
+    assert first["people"] == 4 and first["clips"] == 4 + 2  # 4 s2f clips, 2 RAVDESS utterances
+    assert first["gallery"] == 4 and len(first["ranks"]) == first["clips"] and first["R@10 chance %"] == 100.0
+    assert 0 <= first["gender balanced %"] <= 100 and first["male clips"] + first["female clips"] == first["clips"]
+    assert np.isfinite(first["KID"]) and first["variety photos"] > 0 and "sample spread" in first
+    assert first["talk clips"] == 1 and "talk mouth corr reversed" in first
+    delta = next(v for k, v in rows.items() if k.startswith("Δ"))
+    assert delta["gender correct %"] == 0 and delta["mean rank"] == 0  # the same weights twice: no difference
+    from PIL import Image
+
+    assert Image.open(grid).size[0] > Image.open(grid).size[1]  # 4 people across, photo row over 2 model rows
+
+
+def test_head_pose_reads_yaw_pitch_and_roll_off_landmarks():
+    from s2tf_cli.evaluation.real_people import head_pose
+
+    pts = np.zeros((68, 2))
+    pts[36:42] = [40, 50]  # left eye centre
+    pts[42:48] = [60, 50]  # right eye centre
+    pts[30] = [50, 60]  # nose tip straight below the eyes' midpoint
+    yaw, pitch, roll = head_pose(pts)
+    assert abs(yaw) < 1e-6 and pitch == pytest.approx(0.5) and abs(roll) < 1e-6
+    pts[30] = [55, 60]  # nose turned a quarter eye-distance to the side
+    assert head_pose(pts)[0] == pytest.approx(0.25)
+    c, s = np.cos(0.3), np.sin(0.3)
+    rotated = (pts - 50) @ np.array([[c, s], [-s, c]]) + 50  # the whole face tilted by 0.3 rad
+    yaw_r, pitch_r, roll_r = head_pose(rotated)
+    assert roll_r == pytest.approx(0.3) and yaw_r == pytest.approx(0.25) and pitch_r == pytest.approx(0.5)

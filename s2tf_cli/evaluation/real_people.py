@@ -223,6 +223,45 @@ def evaluate_people(s2tf, people: list[RealPerson], embedder=None, judge=None, p
     return out
 
 
+def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None) -> dict:
+    """`talk` on real talking clips, each with its own audio and its own video as `--pose`: the per-frame
+    yaw of the output against the video's (does the head follow the video), and the mouth opening of the
+    output against the real speaker's (lip sync), with the clip's audio reversed as the control. Medians
+    over clips."""
+    from .. import audio as audio_io
+    from ..data.animate import landmarks68
+    from ..face_track import read_video
+    from .protocol import frame_landmarks, mouth_openings
+
+    pose_judge = pose_judge or PoseJudge()
+    yaw, mouth, control = [], [], []
+    for clip in clips:
+        real = read_video(clip, 25.0)
+        wave = audio_io.load_audio(clip, s2tf.cfg.audio.sample_rate)
+        real_pts = frame_landmarks(real, landmarks68)
+        for voice, into in ((wave, mouth), (wave[::-1].copy(), control)):
+            n, frames = s2tf.talk_frames(voice, pose=clip)
+            gen = np.stack(list(frames))[: len(real)]
+            gen_pts = frame_landmarks(gen, landmarks68)
+            m = min(len(gen_pts), len(real_pts))
+            into.append(M.correlation(mouth_openings(gen_pts[:m]), mouth_openings(real_pts[:m])))
+            if into is mouth:
+                pairs = [(head_pose(g)[0], head_pose(r)[0]) for g, r in zip(gen_pts[:m], real_pts[:m])
+                         if g is not None and r is not None]  # fmt: skip
+                yaw.append(M.correlation(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
+                           if len(pairs) >= 5 else float("nan"))  # fmt: skip
+    return {"talk clips": len(clips), "talk yaw corr": _median(yaw), "talk mouth corr": _median(mouth),
+            "talk mouth corr reversed": _median(control),
+            "talk per clip": {Path(c).name: {"yaw": y, "mouth": mo, "reversed": co}
+                              for c, y, mo, co in zip(clips, yaw, mouth, control)}}  # fmt: skip
+
+
+def _median(values: list[float]) -> float:
+    """Median over the finite values (NaN where a clip had too few landmarked frames); NaN if none."""
+    finite = [v for v in values if v == v]
+    return float(np.median(finite)) if finite else float("nan")
+
+
 def comparison_grid(people: list[RealPerson], rows: dict[str, list[np.ndarray]], count: int = 12) -> np.ndarray:
     """Columns: validation people; first row their photo, then one row per model of the face from their
     first voice clip."""
