@@ -168,8 +168,9 @@ class ModelConfig:
         return load_json(cls, path, "config")
 
 
-def load_json(cls: type, path: str | Path, what: str) -> Any:
-    """`cls.from_dict` of a JSON file, every failure a ConfigError that names the file."""
+def load_json(cls: type, path: str | Path, what: str, overrides: dict[str, Any] | None = None) -> Any:
+    """`cls.from_dict` of a JSON file (with top-level `overrides` applied first), every failure a
+    ConfigError that names the file."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -177,7 +178,7 @@ def load_json(cls: type, path: str | Path, what: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: {what} must be a JSON object")
     try:
-        return cls.from_dict(data)
+        return cls.from_dict({**data, **(overrides or {})})
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

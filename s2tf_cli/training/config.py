@@ -180,17 +180,4 @@ class TrainConfig:
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
         """The recipe at `path` with top-level `overrides` (the command line's --init, --corpus, ...) applied
         before it is checked, so a recipe may leave to the command line what only it can know."""
-        if not overrides:
-            return load_json(cls, path, "train config")
-        import json
-
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read train config: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: train config must be a JSON object")
-        try:
-            return cls.from_dict({**data, **overrides})
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        return load_json(cls, path, "train config", overrides)

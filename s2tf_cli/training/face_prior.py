@@ -196,14 +196,12 @@ def _relight(image: torch.Tensor) -> torch.Tensor:
 def _sample_grid(module: FacePriorModule, batch: dict, ema: dict, path: Path) -> None:
     """Rows: identity photo, target, G(f_id, f_ir) with the EMA generator, G(f_id, 0) (no pose given),
     and a slerp halfway to the next person."""
-    import copy
-
     from ..images import grid, png_bytes, to_uint8
     from ..outputs import write_bytes_atomic
+    from .trainer import ema_generator
 
     model = module.model
-    gen = copy.deepcopy(model.generator)
-    gen.load_state_dict(ema)
+    gen = ema_generator(model.generator, ema)
     was = module.training
     module.eval()
     with torch.no_grad():

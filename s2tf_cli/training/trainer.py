@@ -89,14 +89,20 @@ def ema_decay_at(cfg: TrainConfig, step: int) -> float:
     return min(cfg.ema_decay, 0.5 ** (1.0 / max(cfg.ema_rampup * (step + 1), 1e-8)))
 
 
+def ema_generator(generator: torch.nn.Module, ema: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """A copy of G holding the EMA weights (what sample grids and exports show)."""
+    gen = copy.deepcopy(generator)
+    gen.load_state_dict(ema)
+    return gen
+
+
 def _sample_grid(module: TrainingModule, batch: dict, ema: dict, path: Path) -> None:
     """Real frames over reconstructions with the EMA generator (visual features)."""
     from ..images import grid, png_bytes, to_uint8
     from ..outputs import write_bytes_atomic
 
     model = module.model
-    gen = copy.deepcopy(model.generator)
-    gen.load_state_dict(ema)
+    gen = ema_generator(model.generator, ema)
     was = model.training
     model.eval()
     with torch.no_grad():
