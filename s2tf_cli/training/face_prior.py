@@ -1,11 +1,13 @@
-"""The GAN stage on face photos (`steps.faces`): E_id^v, E_ir^v, W and G learn from every photo at hand.
+"""The identity run (`steps.identity`) and the GAN stage (`steps.faces`) on face photos: E_id^v, E_ir^v, W and
+G learn from every photo at hand.
 
 Why a stage of its own: trained as an autoencoder on a thousand synthesized people, G drew a mean face
 for every code between them, and every unheard voice lands between them. Here D is the main teacher,
 on real photos of ~10k people, and G is asked for faces at novel identities too:
 
 - E_id^v learns only from real photos: ArcFace on the shared W (people with a label) and gender, age and
-  ethnicity heads where the photo has labels. Its f_id reaches G detached, so G cannot bend it.
+  ethnicity heads where the photo has labels; an identity run trains it alone, and the GAN stage then keeps
+  it (and W) frozen (`frozen`), so G learns one fixed space. Its f_id always reaches G detached.
 - G(f_id(A), f_ir(B)) draws B (A: another photo of B's person): D, an L1 at low resolution (pose, layout,
   colour, not pixels), and E_id^v's cosine to f_id(A).
 - G(f_id*, f_ir(C)) with f_id* a slerp between two people and C a third photo: no target, only D and

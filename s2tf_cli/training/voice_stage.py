@@ -98,7 +98,8 @@ class VoiceTargets:
         for i, row in enumerate(faces.rows):
             by_photo[row.photo] = i
             by_person.setdefault(row.person, i)
-        rows = [by_photo.get(p, by_person.get(person, -1)) if p or person in by_person else -1
+        # the clip's own photo where the face set has it, else any photo of the person, else none (-1)
+        rows = [by_photo[p] if p in by_photo else by_person.get(person, -1)
                 for p, person in zip(voices.photo, voices.person)]  # fmt: skip
         self.photo_row = torch.tensor(rows)
         self.label = torch.tensor([labels.get(p, -1) for p in voices.person])
