@@ -304,3 +304,22 @@ def test_push_failure_is_one_line(tiny_weights, monkeypatch):
 def test_bad_device(tiny_weights, voices, tmp_path):
     one_error_line(run("face", voices["low"], "-o", tmp_path / "o.png", "-w", tiny_weights, "--device", "tpu"), 2,
                    "--device must be")  # fmt: skip
+
+
+def test_large_files_outside_weights_are_refused(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "weights" / "m").mkdir(parents=True)
+    (tmp_path / "weights" / "m" / "model.safetensors").write_bytes(b"\0" * (5 * 1024 * 1024))
+    (tmp_path / "small.txt").write_text("ok")
+    (tmp_path / "big.bin").write_bytes(b"\0" * (4 * 1024 * 1024 + 1))
+    run_check = lambda *files: subprocess.run([sys.executable, str(root / "tools" / "check_large_files.py"), *files],  # noqa: E731
+                                              cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    ok = run_check("small.txt", "weights/m/model.safetensors")
+    assert ok.returncode == 0 and ok.stderr == ""
+    bad = run_check("small.txt", "big.bin")
+    assert bad.returncode == 1 and "big.bin: 4.2 MB, over the 4 MB limit" in bad.stderr
+    tracked = subprocess.run([sys.executable, str(root / "tools" / "check_large_files.py")], cwd=root,
+                             capture_output=True, text=True)  # fmt: skip
+    assert tracked.returncode == 0, tracked.stderr  # the repository itself passes
