@@ -124,7 +124,7 @@ def eval_cmd(
         from .modelcard import set_section
 
         body = (f"`s2tf eval {data.name} --split {split}` ({next(iter(rows.values()))['people']} held-out identities; "
-                f"metrics defined in the s2tf README):\n\n{table}")  # fmt: skip
+                f"metrics defined in the s2tf docs, docs/evaluation.md):\n\n{table}")  # fmt: skip
         for folder in folders:
             card = folder / "README.md"
             if card.is_file() and os.access(card, os.W_OK):
