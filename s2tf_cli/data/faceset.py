@@ -22,7 +22,7 @@ import numpy as np
 
 from .holdout import split_of
 from .jobs import run_jobs
-from .sources import IMAGE_SUFFIXES, face_identities, real_voice_identities
+from .sources import face_identities, real_voice_identities
 
 COLUMNS = ["index", "person", "source", "gender", "age", "ethnicity", "split", "photo"]
 

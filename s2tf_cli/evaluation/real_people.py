@@ -16,7 +16,6 @@ data/holdout.py), judged by networks that are not part of it.
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,13 +278,3 @@ def comparison_grid(people: list[RealPerson], rows: dict[str, list[np.ndarray]],
     for faces in rows.values():
         tiles += [cv2.resize(faces[j], (size, size), interpolation=cv2.INTER_CUBIC) for j in chosen]
     return grid(tiles, columns=len(chosen))
-
-
-def write_ranks(path: Path, people: list[RealPerson], results: dict[str, dict]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        names = [f"{p.source}/{p.name}" for p in people for _ in p.voices]
-        w.writerow(["clip_of", *results])
-        for k, name in enumerate(names):
-            w.writerow([name, *(r["ranks"][k] for r in results.values())])
-

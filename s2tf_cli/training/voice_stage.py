@@ -53,9 +53,7 @@ class VoiceSet:
         vectors = np.load(folder / "dvectors.npy", mmap_mode="r")
         self.dvectors = torch.from_numpy(np.ascontiguousarray(vectors[[int(r["window"]) for r in rows]]))
         self.person = [r["person"] for r in rows]
-        self.source = [r["source"] for r in rows]
         self.photo = [resolved(r["photo"]) for r in rows]
-        self.clip = np.array([int(r["clip"]) for r in rows])
         self.variant = np.array([int(r["variant"]) for r in rows])
         self.gender = np.array([{"male": 0, "female": 1}.get(r["gender"], -1) for r in rows])
 
@@ -81,7 +79,7 @@ def fit_gender_probe(f_id: torch.Tensor, gender: np.ndarray, steps: int = 500) -
     probe = nn.Linear(f_id.shape[1], 1)
     opt = torch.optim.Adam(probe.parameters(), lr=0.05)
     for _ in range(steps):
-        loss = F.binary_cross_entropy_with_logits(probe(x)[:, 0] * 1.0, y) + 1e-4 * probe.weight.pow(2).sum()
+        loss = F.binary_cross_entropy_with_logits(probe(x)[:, 0], y) + 1e-4 * probe.weight.pow(2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
