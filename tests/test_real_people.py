@@ -417,3 +417,27 @@ def test_head_pose_reads_yaw_pitch_and_roll_off_landmarks():
     rotated = (pts - 50) @ np.array([[c, s], [-s, c]]) + 50  # the whole face tilted by 0.3 rad
     yaw_r, pitch_r, roll_r = head_pose(rotated)
     assert roll_r == pytest.approx(0.3) and yaw_r == pytest.approx(0.25) and pitch_r == pytest.approx(0.5)
+
+
+def test_generator_transfer_takes_every_matching_synthesis_layer_and_starts_the_rest_fresh(tiny_weights):
+    from s2tf_cli.config import GeneratorConfig
+    from s2tf_cli.hub import load_model, resolve
+    from s2tf_cli.models.generator import StyleGenerator
+    from s2tf_cli.training.trainer import transfer_generator
+
+    source = load_model(resolve(str(tiny_weights))).generator.state_dict()  # 32 px, blocks 4..32, const input
+    torch.manual_seed(3)
+    small = StyleGenerator(GeneratorConfig(channels=[16, 16, 8], style_dim=16, mapping_layers=2, input="style"),
+                           in_dim=5, image_size=16)  # fmt: skip
+    ema = {k: torch.zeros_like(v) for k, v in small.state_dict().items()}
+    fresh = transfer_generator(small, ema, str(tiny_weights))
+    assert fresh == ["input.bias", "input.weight", "mapping.net.0.bias", "mapping.net.0.weight"]
+    mine = small.state_dict()
+    for key, value in mine.items():
+        if key not in fresh:
+            assert torch.equal(value, source[key]), key  # const, blocks 0-2 (4..16 px), to_rgb, mapping.net.1
+        assert torch.equal(ema[key], value), key
+    assert not any(torch.count_nonzero(mine[k]) for k in ("input.weight", "input.bias"))  # starts as const input
+    other = StyleGenerator(GeneratorConfig(channels=[12, 12], style_dim=16, mapping_layers=2), in_dim=5, image_size=8)
+    with pytest.raises(ValueError, match="shares no synthesis block"):
+        transfer_generator(other, {k: v.clone() for k, v in other.state_dict().items()}, str(tiny_weights))

@@ -86,6 +86,10 @@ class TrainConfig:
     # (for continuing on a corpus whose people differ from the ones the weights were trained on)
     reinit: list[str] = field(default_factory=list)  # with `init`: model parts that start afresh instead
     # (e.g. ["audio_identity"] to retrain E_id^a alone on a corpus whose voices differ, for an ablation)
+    generator_init: str = ""  # weights (folder, registry name or Hub id) whose generator's synthesis layers start
+    # this one: every key of the same name and shape (const, blocks, to_rgb, the mapping's later layers), e.g. the
+    # 128 px default's first 64 px; the rest (the mapping's first layer, `input`) starts fresh. A GAN that already
+    # draws faces learns real photos in thousands of steps where one from noise needs tens of thousands
     audio_identity_init: str = ""  # safetensors file of a pretrained GE2E speaker encoder (`s2tf data ge2e`) that
     # E_id^a's backbone starts from, for audio_identity.backbone "ge2e" (loaded strictly; not on a resume)
     frozen: list[str] = field(default_factory=list)  # model parts that train in no stage (e.g. the visual

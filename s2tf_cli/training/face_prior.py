@@ -235,7 +235,7 @@ def train_face_prior(
 ) -> dict:
     """Run (or resume) the GAN stage into `out`; stops after `max_steps` total steps if given."""
     from .trainer import (_append_csv, _ema_update, _truncate_logs, ema_decay_at, load_speaker_backbone,
-                          make_accelerator, warm_start)
+                          make_accelerator, transfer_generator, warm_start)
 
     accelerator = make_accelerator(cpu, cfg.precision)
     rank = accelerator.process_index
@@ -272,6 +272,9 @@ def train_face_prior(
             _truncate_logs(out, start)
     elif cfg.init:
         init_steps = warm_start(module, ema, cfg.init, cfg.reinit)
+    if cfg.generator_init and not restored:
+        fresh = transfer_generator(m.generator, ema, cfg.generator_init)
+        log.info("generator from %s; fresh: %s", cfg.generator_init, ", ".join(fresh) or "nothing")
     if cfg.audio_identity_init and not restored:  # carried through, so the export holds a working E_id^a
         load_speaker_backbone(module.model, cfg.audio_identity_init)
     wrapped, opt_g, opt_d = accelerator.prepare(module, opt_g, opt_d)
@@ -293,8 +296,9 @@ def train_face_prior(
         with accelerator.autocast():
             loss_g, metrics, fake = wrapped(batch, "encoder" if encoder_only else "g", step)
         opt_g.zero_grad(set_to_none=True)
-        accelerator.backward(loss_g)
-        opt_g.step()
+        if encoder_only or step >= cfg.discriminator_warmup:  # a fresh D first learns what G already draws
+            accelerator.backward(loss_g)
+            opt_g.step()
         if not encoder_only:
             with accelerator.autocast():
                 loss_d, m_d, _ = wrapped(batch, "d", step, fake.detach())

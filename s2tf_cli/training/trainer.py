@@ -308,6 +308,31 @@ def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: st
     return trained.cfg.trained_steps
 
 
+def transfer_generator(generator: torch.nn.Module, ema: dict[str, torch.Tensor], weights: str) -> list[str]:
+    """Start `generator` (and its EMA) from another model's generator wherever a layer has the same name and
+    shapes; a zero-initialised `input` layer keeps the start equal to the source's constant-input synthesis.
+    Returns the keys that start fresh. Refuses a source that shares none of the synthesis blocks."""
+    from ..hub import load_model, resolve
+
+    theirs = load_model(resolve(weights)).generator.state_dict()
+    mine = generator.state_dict()
+    def layer(key: str) -> str:  # blocks.N.conv1 / conv2 / to_rgb, mapping.net.N, const, input
+        parts = key.split(".")
+        return ".".join(parts[:3]) if parts[0] == "blocks" else key.rpartition(".")[0] or key
+
+    misfit = {layer(k) for k, v in mine.items() if k not in theirs or theirs[k].shape != v.shape}
+    taken = {k: theirs[k] for k in mine if layer(k) not in misfit}  # whole layers only: no bias without its weight
+    if not any(k.startswith("blocks.") and k.endswith("conv.weight") for k in taken):
+        raise ValueError(f"{weights}: its generator shares no synthesis block with the recipe's")
+    generator.load_state_dict(taken, strict=False)
+    if getattr(generator, "input", None) is not None and "input.weight" not in taken:
+        torch.nn.init.zeros_(generator.input.weight)
+        torch.nn.init.zeros_(generator.input.bias)
+    for key, value in generator.state_dict().items():
+        ema[key].copy_(value)
+    return sorted(k for k in mine if k not in taken)
+
+
 def load_speaker_backbone(model: S2TFModel, path: str) -> None:
     """E_id^a's GE2E backbone from a safetensors file (`s2tf data ge2e`), every key and shape checked."""
     from safetensors import SafetensorError
