@@ -175,13 +175,8 @@ def normalize_loudness(wave: np.ndarray, target_dbfs: float = -20.0) -> np.ndarr
     return apply_gain(wave, loudness_gain(frame_rms(wave), target_dbfs))
 
 
-def speech_in(rms: np.ndarray) -> bool:
-    """Crude voice-activity check on 20 ms frame RMS: some frames well above the quietest ones and
-    above a floor (speech peaking near -50 dBFS counts)."""
-    if len(rms) < 2:
-        return False
-    return bool(np.percentile(rms, 90) > max(3 * np.percentile(rms, 10), 10 ** (-70 / 20)))
-
-
 def has_speech(wave: np.ndarray, sample_rate: int = 16000) -> bool:
-    return speech_in(frame_rms(wave, sample_rate // 50))
+    """At least a quarter second of speech by a voice-activity detector (`vad`), heard at a normal level."""
+    from . import vad
+
+    return vad.has_speech(normalize_loudness(wave), sample_rate)

@@ -69,9 +69,28 @@ def embedded_folder(entry: RegistryEntry) -> Path | None:
     return folder if (folder / WEIGHTS_FILE).is_file() else None
 
 
+PIN = "@sha256:"
+
+
 def resolve(spec: str | None = None, cache_dir: str | Path | None = None) -> WeightsSource:
-    """A local folder for `spec`: an existing path, a registry name, or `org/name[@revision]`."""
+    """A local folder for `spec`: an existing path, a registry name, or `org/name[@revision]`; any of them
+    may end in `@sha256:HEX` (12 or more digits of model.safetensors' sha256), so that a recipe's `init`
+    never silently means other weights when a name moves to a newer model."""
     spec = spec or os.environ.get("S2TF_WEIGHTS") or DEFAULT_WEIGHTS
+    if PIN not in spec:
+        return _resolve(spec, cache_dir)
+    name, _, pinned = spec.partition(PIN)
+    pinned = pinned.lower()
+    if len(pinned) < 12 or any(c not in "0123456789abcdef" for c in pinned):
+        raise WeightsError(f"{spec}: a pin is @sha256: and at least 12 hex digits of model.safetensors' sha256")
+    source = _resolve(name, cache_dir)
+    if not source.sha256.startswith(pinned):
+        raise WeightsError(f"{spec}: {name} now holds other weights (sha256 {source.sha256[:12]}...); the pinned "
+                           "ones are in the git history of weights/ or at a Hub revision")  # fmt: skip
+    return source
+
+
+def _resolve(spec: str, cache_dir: str | Path | None = None) -> WeightsSource:
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():

@@ -83,10 +83,25 @@ class DecodedVoice:
         duration = samples / a.sample_rate
         if duration < a.min_duration_s:
             raise InputError(f"{name}: audio is {duration:.2f} s long; at least {a.min_duration_s} s of speech is needed")
-        level = np.concatenate(rms)
-        if not audio_io.speech_in(level):
-            raise InputError(f"{name}: no speech found (silence or steady noise)")
-        return cls(path, name, samples, a.sample_rate, audio_io.loudness_gain(level))
+        gain = audio_io.loudness_gain(np.concatenate(rms))
+        if not cls._speech_in(path, gain, a.sample_rate):
+            raise InputError(f"{name}: no speech found (silence, noise or music without a voice)")
+        return cls(path, name, samples, a.sample_rate, gain)
+
+    @classmethod
+    def _speech_in(cls, path: Path, gain: float, sample_rate: int) -> bool:
+        """The voice-activity detector over the file block by block, stopping once enough speech is heard."""
+        import soundfile as sf
+
+        from . import vad
+
+        heard = 0.0
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(blocksize=cls.BLOCK, dtype="float32"):
+                heard += vad.speech_seconds(audio_io.apply_gain(block, gain), sample_rate)
+                if heard >= vad.MIN_SPEECH_S:
+                    return True
+        return False
 
     @property
     def duration(self) -> float:

@@ -69,7 +69,7 @@ def checked_voice(voice: Voice, a) -> np.ndarray:
     if duration < a.min_duration_s:
         raise InputError(f"{name}: audio is {duration:.2f} s long; at least {a.min_duration_s} s of speech is needed")
     if not audio_io.has_speech(wave, a.sample_rate):
-        raise InputError(f"{name}: no speech found (silence or steady noise)")
+        raise InputError(f"{name}: no speech found (silence, noise or music without a voice)")
     return wave
 
 
@@ -84,6 +84,19 @@ def identity_window_starts(frames: int, a) -> list[int]:
     if frames - (starts[-1] + win) >= win // 4:
         starts.append(frames - win)
     return starts
+
+
+def speech_window_starts(wave: np.ndarray, frames: int, a) -> list[int]:
+    """The identity windows that are mostly speech (the most speech-filled one when none is): pauses, music
+    and noise between phrases say nothing about the voice."""
+    from . import vad
+
+    starts = identity_window_starts(frames, a)
+    if len(starts) < 2:
+        return starts
+    win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
+    share = vad.speech_share(vad.speech_probabilities(wave, a.sample_rate), starts, win, a.hop_length)
+    return [s for s, x in zip(starts, share) if x >= 0.5] or [starts[int(np.argmax(share))]]
 
 
 def identity_windows(mel: torch.Tensor, a, starts: list[int] | None = None) -> torch.Tensor:
@@ -167,12 +180,13 @@ class S2TF:
         with torch.inference_mode():
             return self.model.mel(torch.from_numpy(wave).to(self.device))[0]
 
-    def identity_from_mel(self, mel: torch.Tensor | MelSource) -> torch.Tensor:
-        """f_id^a (id_dim,), unit length: the mean of unit embeddings of overlapping 3.2 s windows."""
+    def identity_from_mel(self, mel: torch.Tensor | MelSource, starts: list[int] | None = None) -> torch.Tensor:
+        """f_id^a (id_dim,), unit length: the mean of unit embeddings of overlapping 3.2 s windows (all, or
+        those at `starts`)."""
         a = self.cfg.audio
         src = MemoryMel(mel) if isinstance(mel, torch.Tensor) else mel
         win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
-        starts = identity_window_starts(src.frames, a)
+        starts = identity_window_starts(src.frames, a) if starts is None else starts
         total = torch.zeros(self.cfg.id_dim, device=self.device)
         with torch.inference_mode():  # a few windows at a time: an hour of audio is ~2,000 windows
             for i in range(0, len(starts), IDENTITY_BATCH):
@@ -186,7 +200,10 @@ class S2TF:
         return F.normalize(total, dim=-1)
 
     def voice_identity(self, voice: Voice) -> torch.Tensor:
-        return self.identity_from_mel(self._mel(self.load_voice(voice)))
+        wave = self.load_voice(voice)
+        mel = self._mel(wave)
+        starts = speech_window_starts(audio_io.normalize_loudness(wave), mel.shape[-1], self.cfg.audio)
+        return self.identity_from_mel(mel, starts)
 
     def content_windows(self, mel: torch.Tensor | MelSource, fps: float, start: int, stop: int) -> torch.Tensor:
         """(stop-start, n_mels, window) mel windows centred on video frames [start, stop); frames past

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +12,40 @@ import soundfile as sf
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@functools.cache
+def _speech(name: str) -> np.ndarray:
+    import librosa
+
+    wave, sr = sf.read(EXAMPLES / name, dtype="float32")
+    return librosa.resample(wave, orig_sr=sr, target_sr=16000)
+
+
 def speechlike(seconds: float, sr: int = 16000, f0: float = 120.0, seed: int = 0) -> np.ndarray:
-    """Voiced 'syllables' (harmonics of f0 with formant-like weights) separated by pauses."""
+    """Real speech a voice-activity detector accepts: espeak-ng's low (f0 < 165) or high example voice, from
+    a seed-chosen point, played faster or slower so its pitch moves toward `f0`, looped to `seconds`."""
+    base, ref = (_speech("voice_a.wav"), 110.0) if f0 < 165 else (_speech("voice_b.wav"), 210.0)
+    rate = float(np.clip(f0 / ref, 0.8, 1.25))  # > 1: higher and faster (a tape played fast)
+    n = int(round(seconds * sr))
+    start = int(np.random.default_rng(seed).integers(0, len(base) // 2))
+    need = int(np.ceil(n * rate * 16000 / sr)) + 1
+    wave = np.resize(np.roll(base, -start), max(need, 1))  # looped
+    t = np.arange(n) * rate * 16000 / sr
+    out = np.interp(t, np.arange(len(wave)), wave)
+    out = out / max(np.abs(out).max(), 1e-6) + 3e-4 * np.random.default_rng(seed).standard_normal(n)  # a noise floor
+    return (0.3 * out).astype(np.float32)
+
+
+def music(seconds: float, seed: int = 0) -> np.ndarray:
+    """Chords of harmonic notes that change twice a second over a kick-like thump on every beat."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    wave = np.zeros_like(t)
-    for k in range(1, 12):
-        wave += np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) / k
-    syllable = 0.5 * (1 - np.cos(2 * np.pi * 3.0 * t))  # 3 syllables/s
-    gate = (np.sin(2 * np.pi * 0.7 * t) > -0.3).astype(float)  # pauses
-    wave = wave * syllable * gate + 0.001 * rng.standard_normal(len(t))
-    return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+    t = np.arange(int(seconds * 16000)) / 16000
+    out = np.zeros_like(t)
+    for beat in range(int(seconds * 2)):
+        span = (t >= beat / 2) & (t < (beat + 1) / 2)
+        for note in 220.0 * 2 ** (rng.choice([0, 3, 4, 7, 10, 12], 3) / 12):
+            out[span] += sum(np.sin(2 * np.pi * note * k * t[span]) / k**1.5 for k in range(1, 6))
+        out[span] += 3 * np.sin(2 * np.pi * 55 * t[span]) * np.exp(-12 * (t[span] - beat / 2))
+    return (out / np.abs(out).max()).astype(np.float32)
 
 
 @pytest.fixture(autouse=True)

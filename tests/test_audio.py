@@ -1,12 +1,13 @@
 """Voice loading: unusual-but-valid files just work, bad ones get a one-line error naming the file."""
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import speechlike
+from conftest import music, speechlike
 from s2tf_cli.audio import has_speech, load_audio, normalize_loudness
 from s2tf_cli.errors import InputError, UsageError
 
@@ -91,6 +92,49 @@ def test_speech_detector():
     assert has_speech(REF)
     assert not has_speech(np.zeros(16000, np.float32))
     assert not has_speech(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+
+
+def _at_snr(speech: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
+    other = other[: len(speech)] * np.sqrt(np.mean(speech**2) / np.mean(other**2) / 10 ** (snr_db / 10))
+    mix = speech + other
+    return (0.9 * mix / np.abs(mix).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("snr_db", [0, 5, 10])
+def test_speech_over_music_and_noise_is_speech(snr_db):
+    """What the old level-percentile check refused: speech with music or noise under it, and loud
+    compressed speech (issue 32)."""
+    speech = speechlike(5.0, seed=6)
+    noise = np.random.default_rng(snr_db).standard_normal(len(speech)).astype(np.float32)
+    assert has_speech(_at_snr(speech, music(5.0), snr_db))
+    assert has_speech(_at_snr(speech, noise, snr_db))
+    assert has_speech(np.tanh(8 * speech).astype(np.float32))  # crushed dynamics: ~3 dB of level spread
+
+
+def test_music_noise_and_silence_without_a_voice_are_not_speech():
+    rng = np.random.default_rng(1)
+    assert not has_speech(music(5.0))
+    assert not has_speech(music(5.0) + 0.05 * rng.standard_normal(80000).astype(np.float32))
+    hum = np.sin(2 * np.pi * 50 * np.arange(80000) / 16000).astype(np.float32) * 0.3
+    assert not has_speech(hum)
+    assert not has_speech(np.zeros(80000, np.float32))
+
+
+def test_real_recordings_are_speech_when_the_shared_data_is_at_hand():
+    """Every real clip of the held-out s2f people (interviews, talks, vlogs) is speech; set S2TF_DATA to the
+    shared data folder (skipped, and said so, where it is not at hand, as in CI)."""
+    import os
+
+    root = Path(os.environ.get("S2TF_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "s2f"
+    if not root.is_dir():
+        pytest.skip(f"no shared data at {root}")
+    from s2tf_cli.data.holdout import is_validation
+
+    clips = sorted(p for p in root.glob("*/*/*") if p.suffix in (".ogg", ".wav", ".flac", ".opus", ".m4a", ".mp3")
+                   and is_validation("s2f", p.parent.name))  # fmt: skip
+    assert len(clips) > 50
+    refused = [p.name for p in clips if not has_speech(load_audio(p))]
+    assert len(refused) <= 0.02 * len(clips), refused  # measured: 1 of 95 (all 1,008 s2f clips: 2; old check 11)
 
 
 def test_loudness_normalisation_equalises_levels():

@@ -164,3 +164,17 @@ def test_saved_folder_has_hub_layout_and_card(tiny_weights):
     assert {p.name for p in tiny_weights.iterdir()} == {"config.json", "model.safetensors", "README.md"}
     card = (tiny_weights / "README.md").read_text()
     assert "estimate" in card and "identification" in card
+
+
+def test_a_pinned_sha256_loads_those_weights_and_refuses_others(tiny_weights, tmp_path):
+    from s2tf_cli.errors import WeightsError
+    from s2tf_cli.hub import resolve, sha256_file
+
+    digest = sha256_file(tiny_weights / "model.safetensors")
+    assert resolve(f"{tiny_weights}@sha256:{digest[:12]}").sha256 == digest
+    assert resolve(f"{tiny_weights}@sha256:{digest.upper()}").folder == tiny_weights
+    other = "0" * 12 if not digest.startswith("0" * 12) else "f" * 12
+    with pytest.raises(WeightsError, match=f"now holds other weights \\(sha256 {digest[:12]}"):
+        resolve(f"{tiny_weights}@sha256:{other}")
+    with pytest.raises(WeightsError, match="at least 12 hex digits"):
+        resolve(f"{tiny_weights}@sha256:abc")

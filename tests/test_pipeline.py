@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import speechlike
+from conftest import music, speechlike
 from s2tf_cli.audio import load_audio
 from s2tf_cli.errors import InputError, NoFaceError, UsageError
 
@@ -200,3 +200,21 @@ def test_talk_writes_mp4(pipeline, voices, tmp_path):
     n = pipeline.talk(voices["low"], out, fps=25)
     assert out.stat().st_size > 1000 and n == math.ceil(sf.info(voices["low"]).duration * 25)
     assert not list(tmp_path.glob("*.part*"))
+
+
+def test_the_voice_is_heard_only_where_there_is_speech(pipeline):
+    """Identity windows over music after the speech are left out: the voice's f_id^a is that of its speech."""
+    from s2tf_cli.pipeline import identity_window_starts, speech_window_starts
+
+    a = pipeline.cfg.audio  # tiny preset: 1 s identity windows, 100 frames a second
+    speech = speechlike(3.0, seed=2)
+    wave = np.concatenate([speech, 0.3 * music(4.0)])
+    frames = len(wave) // a.hop_length
+    starts = speech_window_starts(wave, frames, a)
+    every = identity_window_starts(frames, a)
+    assert starts and set(starts) < set(every)
+    assert max(starts) * a.hop_length < 3.0 * 16000 and max(every) * a.hop_length > 4.0 * 16000
+    with_music = pipeline.voice_identity(wave)
+    alone = pipeline.identity_from_mel(pipeline._mel(wave), starts)
+    torch.testing.assert_close(with_music, alone)
+    assert not torch.allclose(with_music, pipeline.identity_from_mel(pipeline._mel(wave)))

@@ -76,7 +76,7 @@ def test_ge2e_encoder_ignores_gain_and_takes_short_clips():
         short = enc(mel(wave[None, :1600]))  # 0.1 s: fewer frames than one partial
         parts = enc.ge2e_input(mel(torch.stack([wave, wave.flip(0)])))
     assert a.shape == (1, 16) and short.shape == (1, 16) and torch.isfinite(short).all()
-    assert torch.allclose(a, b, atol=1e-4), "E_id^a must not hear the recording level"
+    assert torch.allclose(a, b, atol=1e-3), "E_id^a must not hear the recording level"  # but its noise floor
     frames = mel(wave[None]).shape[-1]
     assert parts.shape == (2 * ((frames - 20) // 10 + 1), 20, 8)
     assert torch.allclose(parts.mean(dim=(1, 2)).view(2, -1).mean(1), torch.full((2,), 0.0091), rtol=0.3)

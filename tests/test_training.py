@@ -189,7 +189,7 @@ def test_two_process_cpu_run(prepared_corpus, tmp_path):
 
 
 RECIPES = Path(__file__).resolve().parent.parent / "configs"
-INIT_FROM_COMMAND_LINE = {"s2tf-real-faces.json"}
+INIT_FROM_COMMAND_LINE = {"s2tf-real-faces.json", "s2tf-real-faces-transfer.json"}
 FROM_SCRATCH = {"s2tf-cpu.json", "paper-voxceleb2.json", "ablation-no-centroids.json", "ablation-no-contrastive.json"}
 
 

@@ -116,7 +116,7 @@ def test_silence_fails_inside_the_job_with_the_cli_message(client):
     buf = io.BytesIO()
     sf.write(buf, np.zeros(32000, np.float32), 16000, format="WAV")
     state = _wait(client, client.post("/api/face", files={"voice": ("quiet.wav", buf.getvalue())}))
-    assert state["state"] == "error" and state["error"] == "quiet.wav: no speech found (silence or steady noise)"
+    assert state["state"] == "error" and state["error"] == "quiet.wav: no speech found (silence, noise or music without a voice)"
 
 
 def test_retrieve_without_a_gallery_is_refused(pipeline):
