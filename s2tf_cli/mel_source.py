@@ -50,7 +50,8 @@ class MemoryMel:
 @dataclass
 class DecodedVoice:
     """A voice as a 16 kHz mono float32 WAV in a work folder, checked like `pipeline.checked_voice`
-    (length, finite samples, speech) and with its loudness gain measured, all in one streamed pass."""
+    (length, finite samples, speech) and with its loudness gain measured, in one streamed pass (speech in a
+    second that stops once it hears enough)."""
 
     path: Path
     name: str
@@ -87,6 +88,16 @@ class DecodedVoice:
         if not cls._speech_in(path, gain, a.sample_rate):
             raise InputError(f"{name}: no speech found (silence, noise or music without a voice)")
         return cls(path, name, samples, a.sample_rate, gain)
+
+    def speech_probabilities(self) -> np.ndarray:
+        """`vad.speech_probabilities` of the whole file, read a block at a time (blocks are whole chunks)."""
+        import soundfile as sf
+
+        from . import vad
+
+        with sf.SoundFile(str(self.path)) as f:
+            return np.concatenate([vad.speech_probabilities(audio_io.apply_gain(block, self.gain), self.sample_rate)
+                                   for block in f.blocks(blocksize=self.BLOCK, dtype="float32")])  # fmt: skip
 
     @classmethod
     def _speech_in(cls, path: Path, gain: float, sample_rate: int) -> bool:

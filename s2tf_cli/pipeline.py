@@ -86,16 +86,16 @@ def identity_window_starts(frames: int, a) -> list[int]:
     return starts
 
 
-def speech_window_starts(wave: np.ndarray, frames: int, a) -> list[int]:
-    """The identity windows that are mostly speech (the most speech-filled one when none is): pauses, music
-    and noise between phrases say nothing about the voice."""
+def speech_window_starts(probs: np.ndarray, frames: int, a) -> list[int]:
+    """The identity windows that are mostly speech (the most speech-filled one when none is), given the
+    clip's `vad.speech_probabilities`: pauses, music and noise between phrases say nothing about the voice."""
     from . import vad
 
     starts = identity_window_starts(frames, a)
     if len(starts) < 2:
         return starts
     win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
-    share = vad.speech_share(vad.speech_probabilities(wave, a.sample_rate), starts, win, a.hop_length)
+    share = vad.speech_share(probs, starts, win, a.hop_length)
     return [s for s, x in zip(starts, share) if x >= 0.5] or [starts[int(np.argmax(share))]]
 
 
@@ -202,8 +202,12 @@ class S2TF:
     def voice_identity(self, voice: Voice) -> torch.Tensor:
         wave = self.load_voice(voice)
         mel = self._mel(wave)
-        starts = speech_window_starts(audio_io.normalize_loudness(wave), mel.shape[-1], self.cfg.audio)
-        return self.identity_from_mel(mel, starts)
+        return self.identity_from_mel(mel, speech_window_starts(self._speech(wave), mel.shape[-1], self.cfg.audio))
+
+    def _speech(self, wave: np.ndarray) -> np.ndarray:
+        from . import vad
+
+        return vad.speech_probabilities(audio_io.normalize_loudness(wave), self.cfg.audio.sample_rate)
 
     def content_windows(self, mel: torch.Tensor | MelSource, fps: float, start: int, stop: int) -> torch.Tensor:
         """(stop-start, n_mels, window) mel windows centred on video frames [start, stop); frames past
@@ -344,11 +348,11 @@ class S2TF:
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
         if isinstance(voice, DecodedVoice):
             src: MelSource = StreamedMel(voice, self.model.mel, self.device)
-            samples = voice.samples
+            samples, speech = voice.samples, voice.speech_probabilities()
         else:
             wave = self.load_voice(voice)
-            src, samples = MemoryMel(self._mel(wave)), len(wave)
-        f_id = self.drawable_identity(self.identity_from_mel(src))
+            src, samples, speech = MemoryMel(self._mel(wave)), len(wave), self._speech(wave)
+        f_id = self.drawable_identity(self.identity_from_mel(src, speech_window_starts(speech, src.frames, self.cfg.audio)))
         if seed is not None:
             f_id = self._sample_identity(f_id, seed)
         n_frames = math.ceil(samples / self.cfg.audio.sample_rate * fps - 1e-9)
