@@ -68,7 +68,9 @@ def _soundfile_to_wav(p: Path, src, dst: Path, sample_rate: int, block_s: float)
     import soxr
 
     block = max(int(src.samplerate * block_s), 1)
-    resampler = soxr.ResampleStream(src.samplerate, sample_rate, 1, dtype="float32") if src.samplerate != sample_rate else None
+    resampler = (
+        soxr.ResampleStream(src.samplerate, sample_rate, 1, dtype="float32") if src.samplerate != sample_rate else None
+    )
     total = 0
     with src, sf.SoundFile(str(dst), "w", sample_rate, 1, subtype="FLOAT", format="WAV") as out:
         while True:

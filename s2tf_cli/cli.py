@@ -11,8 +11,9 @@ import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -37,7 +38,7 @@ log = logging.getLogger("s2tf_cli")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm"}
 
 WeightsOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--weights", "-w", envvar="S2TF_WEIGHTS", help="Registry name, Hub id org/name[@revision], or a folder."
     ),
@@ -46,9 +47,9 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="auto (bf16 where the CPU/GPU has it natively), fp32 or bf16.")
 ]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Hugging Face cache folder.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Vary the sample; omit for the deterministic estimate.")]
-PoseOpt = Annotated[Optional[Path], typer.Option("--pose", help="Reference face image whose head pose is kept.")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face cache folder.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Vary the sample; omit for the deterministic estimate.")]
+PoseOpt = Annotated[Path | None, typer.Option("--pose", help="Reference face image whose head pose is kept.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail to stderr.")]
 
 
@@ -139,7 +140,7 @@ def face(
     pose: PoseOpt = None,
     seed: SeedOpt = None,
     n_samples: Annotated[int, typer.Option("--n-samples", "-n", help="How many faces per voice.")] = 1,
-    size: Annotated[Optional[int], typer.Option("--size", help="Output size in pixels (default: model's).")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Output size in pixels (default: model's).")] = None,
     grid: Annotated[bool, typer.Option("--grid", help="Write the samples as one grid image.")] = False,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -207,9 +208,15 @@ def face(
 def talk(
     voice: Annotated[Path, typer.Argument(help="Voice recording.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="MP4 file to write.")],
-    pose: Annotated[Optional[Path], typer.Option("--pose", help="Reference face image whose head pose is kept, "
-                    "or a video (.mp4, .mov, .mkv, .webm, .avi) whose head motion is followed frame by frame "
-                    "(a shorter video holds its last pose).")] = None,
+    pose: Annotated[
+        Path | None,
+        typer.Option(
+            "--pose",
+            help="Reference face image whose head pose is kept, "
+            "or a video (.mp4, .mov, .mkv, .webm, .avi) whose head motion is followed frame by frame "
+            "(a shorter video holds its last pose).",
+        ),
+    ] = None,
     fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 25.0,
     seed: SeedOpt = None,
     weights: WeightsOpt = None,
@@ -266,12 +273,23 @@ def retrieve(
     voice: Annotated[Path, typer.Argument(help="Voice recording.")],
     gallery: Annotated[Path, typer.Option("--gallery", "-g", help="Folder of face images (searched recursively).")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many matches to show.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the top K as JSON on stdout: {voice, ranked, "
-                                          "skipped, top_k, matches: [{path, score, rank}]}.")] = False,
-    sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet PNG of the top K.")] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the top K as JSON on stdout: {voice, ranked, skipped, top_k, matches: [{path, score, rank}]}.",
+        ),
+    ] = False,
+    sheet: Annotated[Path | None, typer.Option("--sheet", help="Write a contact sheet PNG of the top K.")] = None,
     aligned: Annotated[bool, typer.Option("--aligned", help="Gallery images are already face crops.")] = False,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep each gallery face's embedding "
-                                        "($S2TF_CACHE, default ~/.cache/s2tf) so repeat queries skip detection.")] = True,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Keep each gallery face's embedding "
+            "($S2TF_CACHE, default ~/.cache/s2tf) so repeat queries skip detection.",
+        ),
+    ] = True,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
@@ -361,7 +379,9 @@ def info(weights: WeightsOpt = None, device: DeviceOpt = "auto", cache_dir: Cach
     except WeightsError as exc:
         rows["weights"] = f"not available: {exc}"
     gpu = any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version"))
-    rows["device"] = device if device != "auto" else ("cuda (auto: an NVIDIA driver is present)" if gpu else "cpu (auto)")
+    rows["device"] = (
+        device if device != "auto" else ("cuda (auto: an NVIDIA driver is present)" if gpu else "cpu (auto)")
+    )
     if rows["device"].startswith("cpu"):
         rows["precision"] = "bf16 (auto: native on this CPU)" if _cpu_native_bf16() else "fp32 (auto)"
     width = max(len(k) for k in rows)

@@ -48,36 +48,63 @@ def markdown_table(rows: dict[str, dict]) -> str:
 @handle_errors
 def eval_cmd(
     data: Annotated[Path, typer.Argument(help="Prepared corpus (s2tf data prepare); its test identities are scored.")],
-    weights: Annotated[list[str], typer.Option("--weights", "-w", help="Weights to score; repeat for one "
-                                               "row each (baselines, ablations).")] = [],  # noqa: B006
-    real_voices: Annotated[Path | None, typer.Option("--real-voices", help="Real voice + face pairs (RAVDESS "
-                                                     "layout) to rank each person's own face.")] = None,
+    weights: Annotated[
+        list[str],
+        typer.Option("--weights", "-w", help="Weights to score; repeat for one row each (baselines, ablations)."),
+    ] = [],  # noqa: B006
+    real_voices: Annotated[
+        Path | None,
+        typer.Option("--real-voices", help="Real voice + face pairs (RAVDESS layout) to rank each person's own face."),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="Corpus split to score.")] = "test",
     max_people: Annotated[int, typer.Option("--max-people", help="Identities scored at most.")] = 200,
     sync_clips: Annotated[int, typer.Option("--sync-clips", help="Clips scored for lip sync.")] = 20,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
     figures: Annotated[Path | None, typer.Option("--figures", help="Write the pictures into this folder.")] = None,
-    syncnet: Annotated[Path | None, typer.Option("--syncnet", help="Lip-sync expert folder (`s2tf syncnet`), "
-                                                 "or `syncnet-cpu` (the embedded one), for sync offset and "
-                                                 "confidence.")] = None,
-    face_scores: Annotated[Path | None, typer.Option("--face-scores", help="The raw tree a `data synth "
-                                                     "--face-voice` corpus was prepared from: adds how much of "
-                                                     "the voice-tied face scores f_id^v and f_id^a carry "
-                                                     "(held-out ridge R2).")] = None,
-    label_oracle: Annotated[bool, typer.Option("--label-oracle/--no-label-oracle", help="Add the rows of rankers "
-                                               "that know each voice's gender (and age group) and nothing else: "
-                                               "the ceilings for voices tied to faces by those labels alone.")] = True,
-    update_card: Annotated[bool, typer.Option("--update-card", help="Write the table into the `## Evaluation` "
-                                              "section of each local weights folder's model card.")] = False,
+    syncnet: Annotated[
+        Path | None,
+        typer.Option(
+            "--syncnet",
+            help="Lip-sync expert folder (`s2tf syncnet`), "
+            "or `syncnet-cpu` (the embedded one), for sync offset and "
+            "confidence.",
+        ),
+    ] = None,
+    face_scores: Annotated[
+        Path | None,
+        typer.Option(
+            "--face-scores",
+            help="The raw tree a `data synth "
+            "--face-voice` corpus was prepared from: adds how much of "
+            "the voice-tied face scores f_id^v and f_id^a carry "
+            "(held-out ridge R2).",
+        ),
+    ] = None,
+    label_oracle: Annotated[
+        bool,
+        typer.Option(
+            "--label-oracle/--no-label-oracle",
+            help="Add the rows of rankers "
+            "that know each voice's gender (and age group) and nothing else: "
+            "the ceilings for voices tied to faces by those labels alone.",
+        ),
+    ] = True,
+    update_card: Annotated[
+        bool,
+        typer.Option(
+            "--update-card",
+            help="Write the table into the `## Evaluation` section of each local weights folder's model card.",
+        ),
+    ] = False,
     device: Annotated[str, typer.Option("--device")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Score weights on held-out identities: identity, retrieval, matching AUC, attributes, lip sync, speed."""
     _setup_logging(verbose)
-    from .evaluation.protocol import evaluate
     from .baselines.voice2face import load_pipeline
+    from .evaluation.protocol import evaluate
 
     _require_corpus(data)
     syncnet = _expert_folder(syncnet) if syncnet is not None else None
@@ -100,7 +127,7 @@ def eval_cmd(
             rows[model.weights_label] = evaluate(
                 model, data, split=split, real_voices=real_voices, max_people=max_people, sync_clips=sync_clips,
                 seed=seed, figures=figures / _slug(model.weights_label) if figures else None, syncnet=syncnet,
-                progress=lambda n: bar.advance(task, n), total=lambda n: bar.update(task, total=n),
+                progress=lambda n, task=task: bar.advance(task, n), total=lambda n, task=task: bar.update(task, total=n),
                 face_scores=face_scores,
             )  # fmt: skip
         rows[model.weights_label]["device"] = f"{model.device.type} {model.precision}"  # of the speed columns

@@ -43,19 +43,38 @@ def people_table(rows: dict[str, dict]) -> str:
 @app.command("eval-people")
 @handle_errors
 def eval_people_cmd(
-    s2f: Annotated[Path | None, typer.Option("--s2f", help="s2f folder (people.csv, voxceleb/, avspeech/): its "
-                                             "validation people are scored.")] = None,
-    ravdess: Annotated[Path | None, typer.Option("--ravdess", help="RAVDESS-layout folder: its validation "
-                                                 "actors are scored too.")] = None,
-    weights: Annotated[list[str], typer.Option("--weights", "-w", help="Weights to score; repeat for one row "
-                                               "each. The first is the reference of the paired Δ rows.")] = [],  # noqa: B006
+    s2f: Annotated[
+        Path | None,
+        typer.Option("--s2f", help="s2f folder (people.csv, voxceleb/, avspeech/): its validation people are scored."),
+    ] = None,
+    ravdess: Annotated[
+        Path | None, typer.Option("--ravdess", help="RAVDESS-layout folder: its validation actors are scored too.")
+    ] = None,
+    weights: Annotated[
+        list[str],
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Weights to score; repeat for one row each. The first is the reference of the paired Δ rows.",
+        ),
+    ] = [],  # noqa: B006
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
-    talking: Annotated[Path | None, typer.Option("--talking", help="Folder of real talking clips (.mp4 with "
-                                                 "audio): `talk` with each clip's audio and its video as --pose, "
-                                                 "head yaw and mouth opening against the video's.")] = None,
-    grid_out: Annotated[Path | None, typer.Option("--grid", help="PNG: 12 validation people's photos over the "
-                                                  "face each model draws from their voice.")] = None,
+    talking: Annotated[
+        Path | None,
+        typer.Option(
+            "--talking",
+            help="Folder of real talking clips (.mp4 with "
+            "audio): `talk` with each clip's audio and its video as --pose, "
+            "head yaw and mouth opening against the video's.",
+        ),
+    ] = None,
+    grid_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--grid", help="PNG: 12 validation people's photos over the face each model draws from their voice."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -87,7 +106,7 @@ def eval_people_cmd(
         model = S2TF.from_pretrained(spec, device=device)
         with _progress() as bar:
             task = bar.add_task(f"evaluating {model.weights_label}", total=sum(len(p.voices) for p in people))
-            res = evaluate_people(model, people, progress=lambda n: bar.advance(task, n))
+            res = evaluate_people(model, people, progress=lambda n, task=task: bar.advance(task, n))
         if clips:
             res |= talking_figures(model, clips)
         label = model.weights_label
@@ -117,9 +136,13 @@ def eval_people_cmd(
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         first = rows[names[0]]
-        head = (f"# s2tf eval-people: {first['people']} validation people, {first['clips']} clips scored "
-                f"({len(first['refused clips'])} refused by the model)\n\n")
-        report.write_text(head + table + ("\n\nPaired differences (± bootstrap SE):\n\n" + "\n".join(deltas) if deltas else "") + "\n")
+        head = (
+            f"# s2tf eval-people: {first['people']} validation people, {first['clips']} clips scored "
+            f"({len(first['refused clips'])} refused by the model)\n\n"
+        )
+        report.write_text(
+            head + table + ("\n\nPaired differences (± bootstrap SE):\n\n" + "\n".join(deltas) if deltas else "") + "\n"
+        )
     if grid_out:
         from .images import png_bytes
         from .outputs import write_bytes_atomic

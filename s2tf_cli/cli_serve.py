@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,9 +16,11 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 @app.command()
 @handle_errors
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to bind; the default is this machine only.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; the default is this machine only.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 7860,
-    gallery: Annotated[Optional[Path], typer.Option("--gallery", "-g", help="Face folder that Retrieve ranks.")] = None,
+    gallery: Annotated[Path | None, typer.Option("--gallery", "-g", help="Face folder that Retrieve ranks.")] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest uploaded file.")] = 20.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", help="Longest voice clip accepted.")] = 60.0,
     queue: Annotated[int, typer.Option("--queue", help="Jobs waiting or running at most; more are told to retry.")] = 8,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,17 +19,32 @@ app.add_typer(data_app, name="data")
 @handle_errors
 def data_synth(
     out: Annotated[Path, typer.Argument(help="Folder to write ROOT/<identity>/<video>/<clip>.mp4 into.")],
-    faces: Annotated[list[Path], typer.Option("--faces", help="Face folder (identity sub-folders or one photo "
-                                              "per person); repeatable.")] = [],  # noqa: B006
-    real_voices: Annotated[list[Path], typer.Option("--real-voices", help="Real voice + face folder (RAVDESS "
-                                                    "layout: <person>/face.png + recordings); repeatable.")] = [],  # noqa: B006
+    faces: Annotated[
+        list[Path],
+        typer.Option("--faces", help="Face folder (identity sub-folders or one photo per person); repeatable."),
+    ] = [],  # noqa: B006
+    real_voices: Annotated[
+        list[Path],
+        typer.Option(
+            "--real-voices",
+            help="Real voice + face folder (RAVDESS layout: <person>/face.png + recordings); repeatable.",
+        ),
+    ] = [],  # noqa: B006
     identities: Annotated[int, typer.Option("--identities", "-n", help="Identities in all.")] = 200,
     clips: Annotated[int, typer.Option("--clips-per-identity", "-k", help="Clips per face identity.")] = 4,
     real_clips: Annotated[int, typer.Option("--real-clips-per-identity", help="Clips per real voice.")] = 20,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    face_voice: Annotated[float, typer.Option("--face-voice", min=0.0, max=1.0, help="Share (0-1) of pitch, "
-                                              "vocal-tract scale, tilt and rate set by the face's own embedding, "
-                                              "beyond its gender and age labels; 0: labels and chance only.")] = 0.0,
+    face_voice: Annotated[
+        float,
+        typer.Option(
+            "--face-voice",
+            min=0.0,
+            max=1.0,
+            help="Share (0-1) of pitch, "
+            "vocal-tract scale, tilt and rate set by the face's own embedding, "
+            "beyond its gender and age labels; 0: labels and chance only.",
+        ),
+    ] = 0.0,
     workers: Annotated[int, typer.Option("--workers", "-j")] = 2,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -43,8 +58,13 @@ def data_synth(
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such folder")
     opts = SynthOptions(
-        out, identities=identities, clips_per_identity=clips, real_clips_per_identity=real_clips,
-        seed=seed, workers=workers, face_voice=face_voice,
+        out,
+        identities=identities,
+        clips_per_identity=clips,
+        real_clips_per_identity=real_clips,
+        seed=seed,
+        workers=workers,
+        face_voice=face_voice,
     )
     total = len(choose_identities(faces, real_voices, identities, seed))
     with _progress() as bar:
@@ -80,11 +100,21 @@ def data_prepare(
 @data_app.command("photos")
 @handle_errors
 def data_photos(
-    folders: Annotated[list[Path], typer.Argument(help="Face folders (identity sub-folders or one photo per "
-                                                  "person), then the output folder last.")],
+    folders: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Face folders (identity sub-folders or one photo per person), then the output folder last."
+        ),
+    ],
     size: Annotated[int, typer.Option("--size", help="Face crop size (the talking corpus's).")] = 128,
-    exclude: Annotated[list[Path], typer.Option("--exclude", help="Corpus (raw tree or prepared) whose people "
-                                                "to leave out, so its val/test people stay unseen; repeatable.")] = [],  # noqa: B006
+    exclude: Annotated[
+        list[Path],
+        typer.Option(
+            "--exclude",
+            help="Corpus (raw tree or prepared) whose people "
+            "to leave out, so its val/test people stay unseen; repeatable.",
+        ),
+    ] = [],  # noqa: B006
     limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many people (0: all).")] = 0,
     max_photos: Annotated[int, typer.Option("--max-photos", min=1, help="Photos per person.")] = 8,
     workers: Annotated[int, typer.Option("--workers", "-j")] = 2,
@@ -113,8 +143,13 @@ def data_photos(
 @data_app.command("faces")
 @handle_errors
 def data_faces(
-    folders: Annotated[list[Path], typer.Argument(help="Face folders (s2f, RAVDESS, identity sub-folders or one "
-                                                  "photo per person), then the output folder last.")],
+    folders: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Face folders (s2f, RAVDESS, identity sub-folders or one "
+            "photo per person), then the output folder last."
+        ),
+    ],
     size: Annotated[int, typer.Option("--size", min=16, help="Face crop size in pixels.")] = 128,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1)] = 2,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -142,11 +177,15 @@ def data_faces(
 @data_app.command("voices")
 @handle_errors
 def data_voices(
-    folders: Annotated[list[Path], typer.Argument(help="Voice folders (s2f, RAVDESS, LibriSpeech layouts), then "
-                                                  "the output folder last.")],
+    folders: Annotated[
+        list[Path],
+        typer.Argument(help="Voice folders (s2f, RAVDESS, LibriSpeech layouts), then the output folder last."),
+    ],
     ge2e: Annotated[Path, typer.Option("--ge2e", help="GE2E weights from `s2tf data ge2e`.")],
     augmented: Annotated[int, typer.Option("--augmented", min=0, help="Noisy, reverberant copies per clip.")] = 2,
-    preset_name: Annotated[str, typer.Option("--preset", help="Model preset whose audio front end to use.")] = "cpu-real",
+    preset_name: Annotated[
+        str, typer.Option("--preset", help="Model preset whose audio front end to use.")
+    ] = "cpu-real",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -185,8 +224,10 @@ def data_voices(
 @handle_errors
 def data_ge2e(
     out: Annotated[Path, typer.Argument(help="Output .safetensors file (a recipe's audio_identity_init).")],
-    source: Annotated[Optional[Path], typer.Option("--source", help="resemblyzer's pretrained.pt "
-                                                   "(default: the installed resemblyzer's).")] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option("--source", help="resemblyzer's pretrained.pt (default: the installed resemblyzer's)."),
+    ] = None,
 ) -> None:
     """The pretrained GE2E speaker encoder (resemblyzer) as safetensors, for E_id^a's 'ge2e' backbone."""
     from .data.ge2e import export_ge2e
@@ -202,19 +243,41 @@ def data_ge2e(
 def train_cmd(
     config: Annotated[Path, typer.Argument(help="Training recipe (JSON, see configs/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics, samples.")],
-    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Prepared corpus (overrides the config).")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many steps in all.")] = None,
-    init: Annotated[str | None, typer.Option("--init", help="Continue from these weights (folder or Hub id; "
-                    "same model config) instead of a random start.")] = None,
+    corpus: Annotated[Path | None, typer.Option("--corpus", help="Prepared corpus (overrides the config).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps in all.")] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="Continue from these weights (folder or Hub id; same model config) instead of a random start.",
+        ),
+    ] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when CUDA is present.")] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Replace the recipe's seed (a replicate of one "
-                                             "recipe); kept in the run's train_config.json.")] = None,
-    extra_faces: Annotated[Optional[Path], typer.Option("--extra-faces", help="Photo corpus (`s2tf data photos`) "
-                           "for the recipe's extra_faces (overrides the config).")] = None,
-    faceset: Annotated[Optional[Path], typer.Option("--faceset", help="Face set (`s2tf data faces`) for a "
-                       "recipe's GAN stage on photos (overrides the config).")] = None,
-    voiceset: Annotated[Optional[Path], typer.Option("--voiceset", help="Voice set (`s2tf data voices`) for a "
-                        "recipe's voice stage (overrides the config).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", help="Replace the recipe's seed (a replicate of one recipe); kept in the run's train_config.json."
+        ),
+    ] = None,
+    extra_faces: Annotated[
+        Path | None,
+        typer.Option(
+            "--extra-faces",
+            help="Photo corpus (`s2tf data photos`) for the recipe's extra_faces (overrides the config).",
+        ),
+    ] = None,
+    faceset: Annotated[
+        Path | None,
+        typer.Option(
+            "--faceset", help="Face set (`s2tf data faces`) for a recipe's GAN stage on photos (overrides the config)."
+        ),
+    ] = None,
+    voiceset: Annotated[
+        Path | None,
+        typer.Option(
+            "--voiceset", help="Voice set (`s2tf data voices`) for a recipe's voice stage (overrides the config)."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train the three stages (visual, audio-visual sync, finetune); resumes from the run folder."""
@@ -232,7 +295,9 @@ def train_cmd(
     try:
         given = {"corpus": corpus, "init": init, "seed": seed, "extra_faces": extra_faces, "faceset": faceset,
                  "voiceset": voiceset}  # fmt: skip
-        cfg = TrainConfig.load(config, {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
+        cfg = TrainConfig.load(
+            config, {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None}
+        )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if cfg.steps.identity or cfg.steps.faces or cfg.steps.voices:
@@ -256,8 +321,9 @@ def train_cmd(
     typer.echo(str(out))
 
 
-def _train_baseline(config: Path, out: Path, corpus: Path | None, max_steps: int | None, cpu: bool,
-                    seed: int | None = None) -> None:
+def _train_baseline(
+    config: Path, out: Path, corpus: Path | None, max_steps: int | None, cpu: bool, seed: int | None = None
+) -> None:
     """The Voice2Face-style comparison model (a recipe with `"baseline": "voice2face"`)."""
     from .baselines.train_voice2face import Voice2FaceRecipe, train_voice2face
     from .config import ConfigError

@@ -17,9 +17,22 @@ from typing import Any, get_type_hints
 FORMAT_VERSION = 1
 
 # Keys a format-1 folder may lack: added later, their default is the behaviour before they existed.
-ADDED_KEYS = frozenset({"centroid_prior", "novel_id", "novel_angle", "backbone", "ge2e_mels", "ge2e_hidden",
-                        "ge2e_layers", "ge2e_partial", "head_hidden", "train_backbone", "kind",
-                        "sample_neighbours"})
+ADDED_KEYS = frozenset(
+    {
+        "centroid_prior",
+        "novel_id",
+        "novel_angle",
+        "backbone",
+        "ge2e_mels",
+        "ge2e_hidden",
+        "ge2e_layers",
+        "ge2e_partial",
+        "head_hidden",
+        "train_backbone",
+        "kind",
+        "sample_neighbours",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -154,7 +167,7 @@ class ModelConfig:
         save_json(self.to_dict(), path)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
         version = data.pop("format_version", None)
         if version != FORMAT_VERSION:
@@ -164,7 +177,7 @@ class ModelConfig:
         return _build(cls, data, "config")
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelConfig":
+    def load(cls, path: str | Path) -> ModelConfig:
         return load_json(cls, path, "config")
 
 
@@ -292,8 +305,13 @@ def _cpu_real_preset() -> ModelConfig:
     )  # fmt: skip
 
 
-PRESETS = {"paper": ModelConfig, "cpu": _cpu_preset, "cpu-ge2e": _cpu_ge2e_preset, "cpu-real": _cpu_real_preset,
-           "tiny": _tiny_preset}
+PRESETS = {
+    "paper": ModelConfig,
+    "cpu": _cpu_preset,
+    "cpu-ge2e": _cpu_ge2e_preset,
+    "cpu-real": _cpu_real_preset,
+    "tiny": _tiny_preset,
+}
 
 
 def preset(name: str) -> ModelConfig:

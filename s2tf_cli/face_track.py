@@ -60,7 +60,9 @@ def face_crops(path: Path, fps: float, size: int) -> np.ndarray:
     try:
         frames = read_video(path, fps)
     except (OSError, RuntimeError, StopIteration) as exc:
-        raise InputError(f"{path}: not a readable video ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+        raise InputError(
+            f"{path}: not a readable video ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+        ) from None
     if not len(frames):
         raise InputError(f"{path}: the video has no frames")
     boxes = track_faces(frames)

@@ -51,9 +51,7 @@ def detect_faces(image: np.ndarray) -> list[FaceBox]:
     gray = cv2.copyMakeBorder(gray, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
     min_side = max(20, min(small.shape[:2]) // 8)
     found = _cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-    boxes = [
-        FaceBox((x - border) / scale, (y - border) / scale, bw / scale, bh / scale) for (x, y, bw, bh) in found
-    ]
+    boxes = [FaceBox((x - border) / scale, (y - border) / scale, bw / scale, bh / scale) for (x, y, bw, bh) in found]
     return sorted(boxes, key=lambda b: -b.area)
 
 

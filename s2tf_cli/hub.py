@@ -223,7 +223,9 @@ def load_state(path: Path, model) -> dict:
         raise WeightsError(f"{path}: weights do not match the config: {'; '.join(parts)}")
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
-            raise WeightsError(f"{path}: {key} has shape {tuple(tensor.shape)}, config expects {tuple(expected[key].shape)}")
+            raise WeightsError(
+                f"{path}: {key} has shape {tuple(tensor.shape)}, config expects {tuple(expected[key].shape)}"
+            )
     return state
 
 

@@ -62,7 +62,7 @@ class DecodedVoice:
     BLOCK = audio_io.FRAME * 2000  # 40 s at 16 kHz, whole 20 ms frames
 
     @classmethod
-    def open(cls, voice: str | Path | np.ndarray, workdir: Path, a: AudioConfig) -> "DecodedVoice":
+    def open(cls, voice: str | Path | np.ndarray, workdir: Path, a: AudioConfig) -> DecodedVoice:
         import soundfile as sf
 
         path = Path(workdir) / "voice.wav"
@@ -83,7 +83,9 @@ class DecodedVoice:
                 samples += len(block)
         duration = samples / a.sample_rate
         if duration < a.min_duration_s:
-            raise InputError(f"{name}: audio is {duration:.2f} s long; at least {a.min_duration_s} s of speech is needed")
+            raise InputError(
+                f"{name}: audio is {duration:.2f} s long; at least {a.min_duration_s} s of speech is needed"
+            )
         gain = audio_io.loudness_gain(np.concatenate(rms))
         if not cls._speech_in(path, gain, a.sample_rate):
             raise InputError(f"{name}: no speech found (silence, noise or music without a voice)")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -107,6 +107,7 @@ def identity_windows(mel: torch.Tensor, a, starts: list[int] | None = None) -> t
     starts = identity_window_starts(mel.shape[-1], a) if starts is None else starts
     return torch.stack([mel[:, s : s + win] for s in starts])
 
+
 class S2TF:
     """A loaded S2TF model on one device. Deterministic: the same input gives the same output."""
 
@@ -135,7 +136,7 @@ class S2TF:
         device: str = "auto",
         cache_dir: str | Path | None = None,
         precision: str = "auto",
-    ) -> "S2TF":
+    ) -> S2TF:
         """`weights`: a registry name, `org/name[@revision]` on the Hub, or a local folder (a path wins);
         None means $S2TF_WEIGHTS or the embedded default; an already resolved `WeightsSource` is used as it
         is. `precision`: auto, fp32 or bf16."""
@@ -237,7 +238,9 @@ class S2TF:
         if crop is None:
             raise NoFaceError(f"{image if not isinstance(image, np.ndarray) else '<array>'}: no face found")
         if count > 1:
-            log.warning("%s: %d faces found; using the largest", "<array>" if isinstance(image, np.ndarray) else image, count)
+            log.warning(
+                "%s: %d faces found; using the largest", "<array>" if isinstance(image, np.ndarray) else image, count
+            )
         return crop
 
     def _encode_images(self, crops: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,7 +296,9 @@ class S2TF:
                 pick = near[int(torch.randint(0, k, (1,), generator=gen))]
                 target = F.normalize(self.model.centroids.weight[pick].float(), dim=-1)
                 t = 0.3 + 0.3 * float(torch.rand((), generator=gen))
-                return slerp(F.normalize(f_id.float(), dim=-1)[None], target[None], torch.tensor([[t]]).to(self.device))[0]
+                return slerp(
+                    F.normalize(f_id.float(), dim=-1)[None], target[None], torch.tensor([[t]]).to(self.device)
+                )[0]
         return turn(f_id, torch.randn(f_id.shape[-1], generator=gen).to(self.device), self.cfg.sample_jitter)
 
     def face(
@@ -352,7 +357,9 @@ class S2TF:
         else:
             wave = self.load_voice(voice)
             src, samples, speech = MemoryMel(self._mel(wave)), len(wave), self._speech(wave)
-        f_id = self.drawable_identity(self.identity_from_mel(src, speech_window_starts(speech, src.frames, self.cfg.audio)))
+        f_id = self.drawable_identity(
+            self.identity_from_mel(src, speech_window_starts(speech, src.frames, self.cfg.audio))
+        )
         if seed is not None:
             f_id = self._sample_identity(f_id, seed)
         n_frames = math.ceil(samples / self.cfg.audio.sample_rate * fps - 1e-9)

@@ -18,7 +18,7 @@ class LogProgress:
         self.tasks: list[dict] = []
         self.last = clock()
 
-    def __enter__(self) -> "LogProgress":
+    def __enter__(self) -> LogProgress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,6 +23,8 @@ def contact_sheet(matches: Sequence, tile: int = 128, columns: int = 5) -> np.nd
         except Exception:
             img = np.full((tile, tile, 3), 128, np.uint8)
         label = np.full((22, tile, 3), 255, np.uint8)
-        cv2.putText(label, f"#{m.rank}  {m.score:.3f}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            label, f"#{m.rank}  {m.score:.3f}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+        )
         tiles.append(np.concatenate([img, label], axis=0))
     return images.grid(tiles, columns=min(columns, len(tiles)))

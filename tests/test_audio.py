@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import music, speechlike
+
 from s2tf_cli.audio import has_speech, load_audio, normalize_loudness
 from s2tf_cli.errors import InputError, UsageError
 

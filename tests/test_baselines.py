@@ -24,7 +24,9 @@ def baseline_run(prepared_corpus, tmp_path_factory):
     recipe.write_text(json.dumps({"baseline": "voice2face", "model": {"preset": "tiny"}, "voice_steps": 3,
                                   "gan_steps": 3, "batch_size": 4, "log_every": 1, "checkpoint_every": 2}))  # fmt: skip
     run = root / "run"
-    first = runner.invoke(app, ["train", str(recipe), "-o", str(run), "--corpus", str(prepared_corpus), "--max-steps", "4"])
+    first = runner.invoke(
+        app, ["train", str(recipe), "-o", str(run), "--corpus", str(prepared_corpus), "--max-steps", "4"]
+    )
     assert first.exit_code == 0, first.output
     assert "trained to step 4 of 6" in first.output
     second = runner.invoke(app, ["train", str(recipe), "-o", str(run), "--corpus", str(prepared_corpus)])
@@ -110,6 +112,7 @@ def test_baseline_weights_with_a_stray_tensor_are_refused(baseline_run, tmp_path
         load_pipeline(str(out), device="cpu")
 
 
+@pytest.mark.slow
 def test_eval_scores_s2tf_and_the_baseline_as_rows_of_one_table(prepared_corpus, tiny_weights, baseline_run, tmp_path):
     v2f = tmp_path / "v2f"
     assert runner.invoke(app, ["export", str(baseline_run), str(v2f)]).exit_code == 0

@@ -32,7 +32,10 @@ def test_floor_counts_generator_flops_and_matmul_rate(pipeline):
 def test_train_step_figures_on_the_tiny_model(pipeline):
     res = _bench().bench_train_step(pipeline.cfg, batch=2, repeats=1)
     for stage in ("visual", "finetune"):
-        fp32, bf16 = res[f"train step s, {stage}, batch 2 (fp32)"], res[f"train step s, {stage}, batch 2 (bf16 autocast)"]
+        fp32, bf16 = (
+            res[f"train step s, {stage}, batch 2 (fp32)"],
+            res[f"train step s, {stage}, batch 2 (bf16 autocast)"],
+        )
         assert fp32 > 0 and bf16 > 0 and math.isclose(res[f"train step bf16 speed-up, {stage}"], fp32 / bf16)
 
 
@@ -67,7 +70,11 @@ def test_retrieve_figures_from_a_source_folder(pipeline, voices, tmp_path, tiny_
     work.mkdir()
     res = _bench().bench_retrieve(pipeline, ["--weights", str(tiny_weights), "--device", "cpu"], work, voices["low"],
                                   tmp_path / "faces", 3)  # fmt: skip
-    assert res["gallery files"] == 3 and sorted(p.name for p in (work / "gallery").iterdir()) == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    assert res["gallery files"] == 3 and sorted(p.name for p in (work / "gallery").iterdir()) == [
+        "00000.jpg",
+        "00001.jpg",
+        "00002.jpg",
+    ]
     assert res["retrieve gallery faces/s"] == 3 / res["retrieve first s"] and res["retrieve repeat query warm s"] > 0
 
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
 import pytest
 import soundfile as sf
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 

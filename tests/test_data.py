@@ -5,10 +5,15 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import speechlike
+
 from s2tf_cli.data.animate import (
-    FaceAnimator, HeadDrift, landmarks68, openness_from_envelope, openness_from_phonemes, phoneme_openness,
+    FaceAnimator,
+    HeadDrift,
+    landmarks68,
+    openness_from_envelope,
+    openness_from_phonemes,
+    phoneme_openness,
 )  # fmt: skip
 from s2tf_cli.data.espeak import Espeak, Phoneme
 from s2tf_cli.data.prepare import PrepareOptions, find_clips, prepare_corpus, split_of

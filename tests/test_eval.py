@@ -14,6 +14,7 @@ from s2tf_cli.cli_eval import ORACLE_ROW
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights, face_folders, tmp_path):
     import shutil
 
@@ -69,7 +70,6 @@ def test_eval_refuses_a_folder_that_is_not_a_corpus(tmp_path, tiny_weights):
 
 
 def test_held_out_real_people_are_marked(prepared_corpus, face_folders, tmp_path):
-    import shutil
 
     from s2tf_cli.evaluation.protocol import Person, _held_out
 
@@ -131,6 +131,7 @@ def test_label_oracle_ranks_by_gender_then_age_group():
     assert label_oracle_scores(unknown).tolist() == [[0, 0], [0, 0]], "a missing label agrees with nothing"
 
 
+@pytest.mark.slow
 def test_evaluation_announces_how_much_it_will_count(prepared_corpus, pipeline):
     """The progress bar's total is the faces plus the lip-sync clips, so it ends exactly full."""
     from s2tf_cli.evaluation.protocol import evaluate
@@ -146,8 +147,14 @@ def test_paired_rows_compare_each_later_model_with_the_first_on_the_same_people(
     people = ["p0", "p1", "p2", "p3"]
     hits = lambda *v: (np.array(v, float), None)  # noqa: E731
     per_person = {
-        "A": (people, {"R@5": hits(0, 0, 100, 100), "AUC rand": (np.array([50.0, 100, 0, 50]), np.array([3, 3, 3, 1]))}),
-        "B": (people, {"R@5": hits(100, 0, 100, 100), "AUC rand": (np.array([50.0, 100, 100, 50]), np.array([3, 3, 3, 1]))}),
+        "A": (
+            people,
+            {"R@5": hits(0, 0, 100, 100), "AUC rand": (np.array([50.0, 100, 0, 50]), np.array([3, 3, 3, 1]))},
+        ),
+        "B": (
+            people,
+            {"R@5": hits(100, 0, 100, 100), "AUC rand": (np.array([50.0, 100, 100, 50]), np.array([3, 3, 3, 1]))},
+        ),
         "C": (people[::-1], {"R@5": hits(100, 100, 100, 100)}),  # other people (order): not paired
     }
     rows = paired_rows(per_person)
@@ -177,6 +184,7 @@ def _face_score_fixture(prepared_corpus, tmp_path, with_scores: bool = True):
     return data, raw, names
 
 
+@pytest.mark.slow
 def test_eval_face_score_probe_adds_both_identity_spaces(prepared_corpus, tiny_weights, tmp_path):
     data, raw, names = _face_score_fixture(prepared_corpus, tmp_path)
     out = tmp_path / "eval.json"

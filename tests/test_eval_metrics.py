@@ -30,10 +30,14 @@ def test_expected_recall_breaks_ties_at_random():
     knows only gender: the true face is one of 10 level candidates."""
     g = np.eye(20)
     assert M.expected_recall_at(g, range(20)) == M.recall_at(g, range(20)) == {1: 100.0, 5: 100.0, 10: 100.0}
-    assert M.expected_recall_at(np.zeros((20, 20)), range(20), ks=(1, 5, 20)) == pytest.approx({1: 5.0, 5: 25.0, 20: 100.0})
+    assert M.expected_recall_at(np.zeros((20, 20)), range(20), ks=(1, 5, 20)) == pytest.approx(
+        {1: 5.0, 5: 25.0, 20: 100.0}
+    )
     gender = np.repeat([0, 1], 10)
     same = (gender[:, None] == gender[None, :]).astype(float)
-    assert M.expected_recall_at(same, range(20), ks=(1, 5, 10, 11)) == pytest.approx({1: 10.0, 5: 50.0, 10: 100.0, 11: 100.0})
+    assert M.expected_recall_at(same, range(20), ks=(1, 5, 10, 11)) == pytest.approx(
+        {1: 10.0, 5: 50.0, 10: 100.0, 11: 100.0}
+    )
     assert M.recall_at(same, range(20), ks=(5, 10)) == {5: 0.0, 10: 100.0}, "ties against the query"
 
 
@@ -89,8 +93,10 @@ def test_paired_difference_is_b_minus_a_with_the_people_resampled_together():
     assert se == pytest.approx(np.sqrt(0.1 * 0.9 / 200) * 100, abs=0.5)
     assert se < 0.5 * np.hypot(M.bootstrap_se(a), M.bootstrap_se(b))
     # weights (trials per voice) and NaN (no label) as in bootstrap_se
-    assert M.paired_difference([50.0, 0.0, float("nan")], [100.0, 0.0, 20.0], [3, 1, 5]) == (37.5, pytest.approx(
-        M.bootstrap_se([50.0, 0.0, float("nan")], [3, 1, 5])))
+    assert M.paired_difference([50.0, 0.0, float("nan")], [100.0, 0.0, 20.0], [3, 1, 5]) == (
+        37.5,
+        pytest.approx(M.bootstrap_se([50.0, 0.0, float("nan")], [3, 1, 5])),
+    )
     assert np.isnan(M.paired_difference([float("nan")], [1.0])[0])
 
 
@@ -205,4 +211,6 @@ def test_quiet_and_loud_openings_follow_the_loudness_quantiles():
     openings[0] = np.nan  # a frame without a face is skipped, not counted as closed
     quiet, loud = quiet_loud_openings(openings, loudness)
     assert quiet == pytest.approx(0.05) and loud == pytest.approx(0.4)
-    assert quiet_loud_openings(np.full(20, np.nan), loudness)[0] != quiet_loud_openings(np.full(20, np.nan), loudness)[0]
+    assert (
+        quiet_loud_openings(np.full(20, np.nan), loudness)[0] != quiet_loud_openings(np.full(20, np.nan), loudness)[0]
+    )

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from s2tf_cli.errors import InputError, UsageError
-from s2tf_cli.faces import crop_face, detect_faces, find_face, FaceBox
+from s2tf_cli.faces import FaceBox, crop_face, detect_faces, find_face
 from s2tf_cli.images import grid, load_image, png_bytes, soft_pad
 
 

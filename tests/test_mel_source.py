@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import speechlike
+
 from s2tf_cli.audio import load_audio, normalize_loudness
 from s2tf_cli.errors import InputError, UsageError
 from s2tf_cli.mel_source import DecodedVoice, MemoryMel, StreamedMel
@@ -44,7 +44,9 @@ def test_streamed_identity_and_frames_equal_the_in_memory_path(pipeline, long_vo
     decoded = DecodedVoice.open(long_voice, tmp_path, a)
     streamed = StreamedMel(decoded, pipeline.model.mel, pipeline.device)
     assert len(range(0, streamed.frames, 160)) > IDENTITY_BATCH  # 3.2 s windows, half overlap: several batches
-    torch.testing.assert_close(pipeline.identity_from_mel(streamed), pipeline.voice_identity(long_voice), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        pipeline.identity_from_mel(streamed), pipeline.voice_identity(long_voice), atol=1e-5, rtol=1e-4
+    )
     n1, f1 = pipeline.talk_frames(decoded, fps=25, batch_size=16)
     n2, f2 = pipeline.talk_frames(long_voice, fps=25, batch_size=16)
     assert n1 == n2 == int(np.ceil(45.0 * 25))
@@ -72,7 +74,9 @@ def test_decoding_falls_back_to_ffmpeg_for_m4a(tmp_path):
     src = tmp_path / "v.wav"
     sf.write(src, speechlike(2.0, seed=5), 16000)
     m4a = tmp_path / "V.M4A"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(src), "-c:a", "aac", str(m4a)], check=True)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(src), "-c:a", "aac", str(m4a)], check=True
+    )
     decoded = DecodedVoice.open(m4a, tmp_path, _audio_config())
     assert abs(decoded.duration - 2.0) < 0.1
 

@@ -83,6 +83,7 @@ def test_read_only_destination_is_refused_before_the_model_loads(voices, tmp_pat
     out.write_bytes(b"old")
     denied = out.parent if what == "folder" else out
     real_access = os.access
+
     def access(p, mode, **kw):
         return False if Path(p) == denied and mode & os.W_OK else real_access(p, mode, **kw)
 

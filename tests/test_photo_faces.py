@@ -130,7 +130,7 @@ def test_generator_only_stage_one_on_photos(prepared_corpus, photo_corpus, tmp_p
 
     card = run_details(tmp_path / "run")
     assert "- frozen in every stage: visual_identity, visual_irrelevant, centroids" in card
-    photos_part = card[card.index("Stage 1 also drew 50% of each batch from the voiceless photo corpus"):]
+    photos_part = card[card.index("Stage 1 also drew 50% of each batch from the voiceless photo corpus") :]
     assert "| celeb | train | 2 | 2 |" in photos_part and "| flat | train | 1 | 1 |" in photos_part
 
 
@@ -156,7 +156,9 @@ def test_discriminator_warmup_trains_the_discriminator_alone(prepared_corpus, ph
     cfg.frozen, cfg.discriminator_warmup, cfg.checkpoint_every, cfg.keep_checkpoints = [], 2, 1, 5
     cfg.steps.visual = 3
     train(cfg, tmp_path / "run", cpu=True)
-    ckpt = [load_file(str(tmp_path / "run" / "checkpoints" / f"ckpt-000000{i}" / "module.safetensors")) for i in (1, 2, 3)]
+    ckpt = [
+        load_file(str(tmp_path / "run" / "checkpoints" / f"ckpt-000000{i}" / "module.safetensors")) for i in (1, 2, 3)
+    ]
     ema = [load_file(str(tmp_path / "run" / "checkpoints" / f"ckpt-000000{i}" / "ema.safetensors")) for i in (1, 2, 3)]
 
     def same(a, b, prefix):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import music, speechlike
+
 from s2tf_cli.audio import load_audio
 from s2tf_cli.errors import InputError, NoFaceError, UsageError
 
@@ -191,7 +191,9 @@ def test_retrieve_recovers_a_known_match(pipeline, voices, gallery, monkeypatch)
         return out
 
     monkeypatch.setattr(enc, "forward", forward)
-    matches, _ = pipeline.retrieve(voices["low"], [gallery / "b.png", target, gallery / "nested" / "c.webp"], cache=False)
+    matches, _ = pipeline.retrieve(
+        voices["low"], [gallery / "b.png", target, gallery / "nested" / "c.webp"], cache=False
+    )
     assert matches[0].path == target and abs(matches[0].score - 1) < 1e-5
 
 

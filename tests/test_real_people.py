@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import speechlike
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from conftest import speechlike
 from s2tf_cli.cli import app
 from s2tf_cli.config import AudioIdentityConfig, ConfigError, DiscriminatorConfig, preset
 from s2tf_cli.data.holdout import is_validation
@@ -57,7 +57,7 @@ def s2f_tree(tmp_path_factory, face_folders) -> Path:
 def libri_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("libri") / "librispeech"
     root.mkdir()
-    for k, g in enumerate(["m", "f"]):
+    for k in range(2):
         sf.write(root / f"{k}-1-0000.flac", speechlike(4.0, f0=100 + 100 * k, seed=40 + k), 16000)
     (root / "speakers.csv").write_text("file,speaker,gender,seconds\n0-1-0000.flac,0,m,4.0\n1-1-0000.flac,1,f,4.0\n")
     return root
@@ -144,7 +144,7 @@ def test_diff_augment_keeps_gradients_and_moves_pixels_as_stated():
     torch.manual_seed(0)
     ramp = torch.arange(16.0).view(1, 1, 1, 16).expand(64, 3, 16, 16).contiguous()
     moved = translation(ramp)
-    shift = (moved[:, 0, 8, 8] - ramp[:, 0, 8, 8])  # a translated ramp keeps its slope, offset by the shift
+    shift = moved[:, 0, 8, 8] - ramp[:, 0, 8, 8]  # a translated ramp keeps its slope, offset by the shift
     assert shift.abs().max() <= 2 and shift.abs().max() > 0
     holes = (cutout(torch.ones(200, 3, 16, 16)) == 0).float().mean().item()
     assert 0.15 < holes < 0.3  # a half-side square: a quarter of the image, less where it leaves the edge
@@ -244,7 +244,8 @@ def test_voiceset_holds_unit_dvectors_linked_to_their_photos(voiceset, s2f_tree,
     assert {r["split"] for r in rows if r["person"] == f"s2f-{VAL_PERSON}"} == {"val"}
     libri = {r["person"]: r["gender"] for r in rows if r["source"] == "librispeech"}
     assert libri == {"librispeech-0": "male", "librispeech-1": "female"} and not any(
-        r["photo"] for r in rows if r["source"] == "librispeech")
+        r["photo"] for r in rows if r["source"] == "librispeech"
+    )
     assert json.loads((voiceset / "voiceset.json").read_text())["augmented"] == 1
     # the GE2E weights that made the d-vectors are kept beside them
     assert load_file(str(voiceset / "ge2e.safetensors")).keys() == load_file(str(ge2e_file)).keys()
@@ -333,7 +334,9 @@ def test_identity_run_then_a_gan_stage_on_its_frozen_encoder(faceset, ge2e_file,
     for key, value in before.state_dict().items():
         if key.startswith(("visual_identity.", "centroids.")):
             assert torch.equal(after.state_dict()[key], value), key  # frozen, batch-norm statistics too
-    assert any(not torch.equal(after.state_dict()[k], v) for k, v in before.state_dict().items() if k.startswith("generator."))
+    assert any(
+        not torch.equal(after.state_dict()[k], v) for k, v in before.state_dict().items() if k.startswith("generator.")
+    )
 
 
 def S2TFModel_state(cfg: TrainConfig) -> dict:
@@ -377,6 +380,7 @@ def validation_tree(tmp_path_factory, face_folders) -> dict[str, Path]:
     return {"s2f": s2f, "ravdess": face_folders["real"], "talking": talking}
 
 
+@pytest.mark.slow
 def test_eval_people_scores_the_validation_people_with_every_figure(validation_tree, tiny_weights, tmp_path):
     from s2tf_cli.evaluation.real_people import validation_people
 

@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import speechlike
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import speechlike
 from s2tf_cli.cli import app
 from s2tf_cli.config import AudioConfig, AudioIdentityConfig, ConfigError, ModelConfig, preset
 from s2tf_cli.models.mel import LogMel
@@ -83,7 +83,9 @@ def test_ge2e_encoder_ignores_gain_and_takes_short_clips():
     with pytest.raises(ValueError, match="16 kHz audio and a 10 ms hop"):
         GE2EIdentityEncoder(SMALL, dataclasses.replace(audio, hop_length=320), id_dim=16)
     with pytest.raises(ConfigError, match="backbone must be 'resnet' or 'ge2e', not 'lstm'"):
-        ModelConfig.from_dict({**preset("tiny").to_dict(), "audio_identity": {**dataclasses.asdict(SMALL), "backbone": "lstm"}})
+        ModelConfig.from_dict(
+            {**preset("tiny").to_dict(), "audio_identity": {**dataclasses.asdict(SMALL), "backbone": "lstm"}}
+        )
 
 
 def test_resemblyzer_weights_import_as_safetensors(tmp_path):

@@ -50,6 +50,7 @@ def test_offset_protocol_finds_the_known_lag(lag):
     assert len(dists) == 13 and dists[lag] == min(dists.values())
 
 
+@pytest.mark.slow
 def test_cli_trains_saves_and_eval_uses_the_expert(prepared_corpus, tiny_weights, tmp_path):
     out = tmp_path / "sync"
     result = runner.invoke(app, ["syncnet", str(prepared_corpus), "-o", str(out), "--steps", "3", "--batch-size", "4"])
@@ -125,3 +126,19 @@ def test_embedded_expert_is_found_by_name_and_loads(prepared_corpus, tmp_path, m
     (tmp_path / "syncnet-cpu").mkdir()  # a path always wins
     assert _expert_folder(Path("syncnet-cpu")) == Path("syncnet-cpu")
     assert _expert_folder(Path("elsewhere/syncnet-cpu")) == Path("elsewhere/syncnet-cpu")
+
+
+def test_each_window_is_embedded_once_not_once_per_offset(monkeypatch):
+    net = _Oracle(SyncNetConfig())
+    frames, wave = _clip(2)
+    seen = {"video": 0, "audio": 0}
+    for kind in seen:
+        embed = getattr(net, f"embed_{kind}")
+        monkeypatch.setattr(
+            net,
+            f"embed_{kind}",
+            lambda x, embed=embed, kind=kind: (seen.__setitem__(kind, seen[kind] + len(x)), embed(x))[1],
+        )
+    best, _, _ = offsets_and_confidence(net, frames, wave, max_shift=6)
+    windows = len(frames) - net.cfg.frames + 1
+    assert best == 2 and seen == {"video": windows, "audio": windows + 12}

@@ -159,7 +159,6 @@ def test_cli_train_seed_replaces_the_recipes_seed(prepared_corpus, tmp_path):
 
 def _voice(tmp_path):
     import soundfile as sf
-
     from conftest import speechlike
 
     sf.write(tmp_path / "v.wav", speechlike(1.5), 16000)

@@ -7,9 +7,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile as sf
-from PIL import Image
-
 from conftest import speechlike
+from PIL import Image
 
 pytest.importorskip("fastapi", reason="the web extra is part of the test extra")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -53,13 +52,17 @@ def test_page_and_info(client):
 
 
 def test_face_job_gives_pngs_with_provenance(client):
-    state = _wait(client, client.post("/api/face", files={"voice": ("v.wav", _wav())}, data={"samples": "3", "seed": "4"}))
+    state = _wait(
+        client, client.post("/api/face", files={"voice": ("v.wav", _wav())}, data={"samples": "3", "seed": "4"})
+    )
     assert state["state"] == "done" and state["done"] == state["total"] == 3
     images = [client.get(u) for u in state["result"]["images"]]
     assert all(r.status_code == 200 and r.headers["content-type"] == "image/png" for r in images)
     im = Image.open(io.BytesIO(images[0].content))
     assert im.size == (32, 32) and im.text["s2tf:synthetic"] == "true"
-    again = _wait(client, client.post("/api/face", files={"voice": ("v.wav", _wav())}, data={"samples": "3", "seed": "4"}))
+    again = _wait(
+        client, client.post("/api/face", files={"voice": ("v.wav", _wav())}, data={"samples": "3", "seed": "4"})
+    )
     assert [client.get(u).content for u in again["result"]["images"]] == [r.content for r in images], "deterministic"
 
 
@@ -84,8 +87,15 @@ def test_retrieve_ranks_the_gallery_and_serves_only_its_images(client):
     assert [m["rank"] for m in matches] == [1, 2, 3] and state["result"]["skipped"] == 1  # broken.jpg
     assert [m["score"] for m in matches] == sorted((m["score"] for m in matches), reverse=True)
     assert client.get(matches[0]["image"]).status_code == 200
-    for bad in ("/gallery/4", "/gallery/-1", "/gallery/..%2f..%2fetc%2fpasswd", "/results/..%2f..%2fetc%2fpasswd",
-                "/results/../../etc/passwd", "/results/%2e%2e%2fpyproject.toml", "/results/passwd"):
+    for bad in (
+        "/gallery/4",
+        "/gallery/-1",
+        "/gallery/..%2f..%2fetc%2fpasswd",
+        "/results/..%2f..%2fetc%2fpasswd",
+        "/results/../../etc/passwd",
+        "/results/%2e%2e%2fpyproject.toml",
+        "/results/passwd",
+    ):
         r = client.get(bad)
         assert r.status_code in (404, 422) and "root:" not in r.text, bad
 
@@ -116,7 +126,10 @@ def test_silence_fails_inside_the_job_with_the_cli_message(client):
     buf = io.BytesIO()
     sf.write(buf, np.zeros(32000, np.float32), 16000, format="WAV")
     state = _wait(client, client.post("/api/face", files={"voice": ("quiet.wav", buf.getvalue())}))
-    assert state["state"] == "error" and state["error"] == "quiet.wav: no speech found (silence, noise or music without a voice)"
+    assert (
+        state["state"] == "error"
+        and state["error"] == "quiet.wav: no speech found (silence, noise or music without a voice)"
+    )
 
 
 def test_retrieve_without_a_gallery_is_refused(pipeline):

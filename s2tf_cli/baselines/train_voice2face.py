@@ -12,9 +12,10 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,7 @@ class Voice2FaceRecipe:
         save_json(self.to_dict(), path)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Voice2FaceRecipe":
+    def from_dict(cls, data: dict[str, Any]) -> Voice2FaceRecipe:
         data = dict(data)
         model = data.pop("model", {})
         if not isinstance(model, dict):
@@ -72,7 +73,7 @@ class Voice2FaceRecipe:
         return _build(cls, {**defaults, **data, "model": model_cfg}, "voice2face recipe")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Voice2FaceRecipe":
+    def load(cls, path: str | Path) -> Voice2FaceRecipe:
         return load_json(cls, path, "voice2face recipe")
 
 
@@ -95,7 +96,9 @@ def train_voice2face(recipe: Voice2FaceRecipe, out: Path, max_steps: int | None 
     corpus = Corpus(recipe.corpus, "train")
     cfg = recipe.model
     if corpus.num_labels > cfg.num_identities:
-        raise ValueError(f"corpus has {corpus.num_labels} training identities but the model has {cfg.num_identities} classes")
+        raise ValueError(
+            f"corpus has {corpus.num_labels} training identities but the model has {cfg.num_identities} classes"
+        )
     torch.manual_seed(recipe.seed)
     module = Voice2FaceTraining(cfg).to(device)
     m = module.model
@@ -225,9 +228,17 @@ def export_voice2face(run: Path, out: Path) -> Path:
     cfg = dataclasses.replace(recipe.model, trained_steps=init_steps + step)
     model = Voice2FaceModel(cfg)
     state = load_file(str(found[0] / "module.safetensors"))
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, strict=True)
-    behind = (f", {step} of them in this run, continued from `{recipe.init}` (its discriminator and classifier "
-              f"started afresh)") if init_steps else ""
+    model.load_state_dict(
+        {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, strict=True
+    )
+    behind = (
+        (
+            f", {step} of them in this run, continued from `{recipe.init}` (its discriminator and classifier "
+            f"started afresh)"
+        )
+        if init_steps
+        else ""
+    )
     card = (f"---\nlibrary_name: s2tf\ntags: [speech-to-face, baseline]\n---\n\n# Voice2Face-style baseline "
             f"({init_steps + step} training steps{behind})\n\nA comparison model for `s2tf eval` (after Wen et al., NeurIPS 2019): voice "
             f"embedder + DCGAN generator trained with a discriminator and an identity classifier, on the corpus "
@@ -240,4 +251,3 @@ def is_baseline_recipe(path: Path) -> bool:
         return json.loads(Path(path).read_text()).get("baseline") == "voice2face"
     except (OSError, ValueError, AttributeError):
         return False
-

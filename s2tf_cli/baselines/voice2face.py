@@ -56,7 +56,7 @@ class Voice2FaceConfig:
         save_json(self.to_dict(), path)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Voice2FaceConfig":
+    def from_dict(cls, data: dict[str, Any]) -> Voice2FaceConfig:
         data = dict(data)
         version = data.pop("format_version", None)
         if version != FORMAT_VERSION:

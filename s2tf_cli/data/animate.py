@@ -104,7 +104,7 @@ class HeadDrift:
     amplitude: np.ndarray  # (4,) rotation deg, dx, dy (fraction of size), log-scale
 
     @classmethod
-    def random(cls, rng: np.random.Generator, strength: float = 1.0) -> "HeadDrift":
+    def random(cls, rng: np.random.Generator, strength: float = 1.0) -> HeadDrift:
         return cls(
             rng.uniform(0.08, 0.5, (4, 2)),
             rng.uniform(0, 2 * np.pi, (4, 2)),

@@ -63,7 +63,7 @@ class Phoneme:
 class Espeak:
     """One per process (the library is process-global)."""
 
-    _instance: "Espeak | None" = None
+    _instance: Espeak | None = None
 
     def __init__(self) -> None:
         self.lib = _load_library()
@@ -79,7 +79,7 @@ class Espeak:
         ]  # fmt: skip
 
     @classmethod
-    def get(cls) -> "Espeak":
+    def get(cls) -> Espeak:
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance
@@ -97,7 +97,13 @@ class Espeak:
         return 0
 
     def synth(
-        self, text: str, voice: str, rate: int = 160, pitch: int = 50, pitch_range: int = 50, wordgap: int = 0,
+        self,
+        text: str,
+        voice: str,
+        rate: int = 160,
+        pitch: int = 50,
+        pitch_range: int = 50,
+        wordgap: int = 0,
         seed: int = 0,
     ) -> tuple[np.ndarray, int, list[Phoneme]]:
         """(float32 samples, sample rate, phonemes with start times). espeak-ng draws its small random

@@ -48,7 +48,9 @@ def is_s2f(folder: Path) -> bool:
 
 def s2f_genders(folder: Path) -> dict[str, str]:
     with open(folder / "people.csv", newline="") as fh:
-        return {r["person"]: {"m": "male", "f": "female"}.get(r.get("gender", ""), "unknown") for r in csv.DictReader(fh)}
+        return {
+            r["person"]: {"m": "male", "f": "female"}.get(r.get("gender", ""), "unknown") for r in csv.DictReader(fh)
+        }
 
 
 def s2f_people(folder: Path) -> list[tuple[str, Path]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 
 def run_jobs(fn: Callable, jobs: Iterable, workers: int, chunksize: int, progress=None) -> list:

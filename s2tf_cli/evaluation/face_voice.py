@@ -65,8 +65,10 @@ def face_score_probe(s2tf, data: Path, raw: Path, split: str = "test", max_peopl
     fit, fv_tr, fa_tr, z_tr = _features(s2tf, data, "train", scores, fit_people)
     held, fv_te, fa_te, z_te = _features(s2tf, data, split, scores, max_people)
     if len(fit) < 2 or len(held) < 2:
-        raise UsageError(f"{raw}: face scores for {len(fit)} training and {len(held)} {split} identities of "
-                         f"{data}; the probe needs 2 of each (is it the raw tree this corpus was prepared from?)")
+        raise UsageError(
+            f"{raw}: face scores for {len(fit)} training and {len(held)} {split} identities of "
+            f"{data}; the probe needs 2 of each (is it the raw tree this corpus was prepared from?)"
+        )
     z_tr, z_te = np.stack(z_tr), np.stack(z_te)
     out: dict = {"face-score probe people": f"{len(fit)} fit / {len(held)} scored"}
     for name, tr, te in (("f_id^v", fv_tr, fv_te), ("f_id^a", fa_tr, fa_te)):

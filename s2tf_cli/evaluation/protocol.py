@@ -188,8 +188,11 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
     rank = M.ranks(scores, truth)
     out["R@5 ±"] = M.bootstrap_se(100.0 * (rank <= 5))
     out["_people"] = [p.name for p in people]
-    out["_per_person"] = {"cosine": (cosines, None), "R@5": (100.0 * (rank <= 5), None),
-                          "R@10": (100.0 * (rank <= 10), None)}
+    out["_per_person"] = {
+        "cosine": (cosines, None),
+        "R@5": (100.0 * (rank <= 5), None),
+        "R@10": (100.0 * (rank <= 10), None),
+    }
     out["KID"] = M.kid(e_real, e_gen)
     out["judge misses"] = embedder.misses
     out["_generated"] = generated
@@ -292,7 +295,11 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
     lmd, control, opened, opened_real, t_frames, t_time = [], [], [], [], 0, 0.0
     sync: dict[str, list] = {"offset": [], "conf": [], "conf shuffled": [], "conf real": [], "offset real": []}
     for k, p in enumerate(talking):
-        other = talking[(k + 1 + int(rng.integers(0, max(1, len(talking) - 1)))) % len(talking)] if len(talking) > 1 else None
+        other = (
+            talking[(k + 1 + int(rng.integers(0, max(1, len(talking) - 1)))) % len(talking)]
+            if len(talking) > 1
+            else None
+        )
         t0 = time.perf_counter()
         gen = _reconstruct_talk(s2tf, p.frames[0], p.voice, len(p.frames))
         t_time += time.perf_counter() - t0
@@ -414,8 +421,10 @@ def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = f
     judge = AttributeClassifier()
     fronts = [s2tf.face(p.voice)[0] for p in people]
     labelled = [(judge(f).gender, p.gender) for f, p in zip(fronts, people) if p.gender in ("male", "female")]
-    gender = {"real people": len(people),
-              "real gender %": float(100 * np.mean([a == b for a, b in labelled])) if labelled else float("nan")}
+    gender = {
+        "real people": len(people),
+        "real gender %": float(100 * np.mean([a == b for a, b in labelled])) if labelled else float("nan"),
+    }
     if not getattr(s2tf, "can_embed_faces", True):
         return gender
     gender.update(real_talk_mouth(s2tf, people, fronts))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +95,7 @@ class SyncNet(nn.Module):
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> "SyncNet":
+    def load(cls, folder: Path) -> SyncNet:
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -131,14 +130,9 @@ def audio_at(cfg: SyncNetConfig, mel: torch.Tensor, frame: int) -> torch.Tensor:
     return out
 
 
-def windows(net: SyncNet, mouths: torch.Tensor, mel: torch.Tensor, starts: list[int], offset: int = 0):
-    """Video windows starting at frames `starts`, audio windows starting `offset` frames later."""
-    v = torch.stack([mouths[s : s + net.cfg.frames] for s in starts])
-    a = torch.stack([audio_at(net.cfg, mel, s + offset) for s in starts])
-    return v, a
-
-
-def offsets_and_confidence(net: SyncNet, frames: np.ndarray, wave: np.ndarray, max_shift: int = 10) -> tuple[int, float, dict]:
+def offsets_and_confidence(
+    net: SyncNet, frames: np.ndarray, wave: np.ndarray, max_shift: int = 10
+) -> tuple[int, float, dict]:
     """SyncNet's protocol: mean embedding distance at each offset in [-max_shift, max_shift] frames;
     the best offset minimises it, confidence = median distance - minimum distance."""
     net.eval()
@@ -148,10 +142,14 @@ def offsets_and_confidence(net: SyncNet, frames: np.ndarray, wave: np.ndarray, m
     if not starts:
         raise ValueError(f"clip of {len(frames)} frames is shorter than the {net.cfg.frames}-frame window")
     dists = {}
-    with torch.no_grad():
+    with torch.no_grad():  # each video window and each audio window embedded once, not once per offset
+        video = net.embed_video(torch.stack([mouths[s : s + net.cfg.frames] for s in starts]))
+        first = starts[0] - max_shift
+        heard = range(first, starts[-1] + max_shift + 1)
+        audio = net.embed_audio(torch.stack([audio_at(net.cfg, mel, s) for s in heard]))
         for off in range(-max_shift, max_shift + 1):
-            v, a = windows(net, mouths, mel, starts, off)
-            dists[off] = float((net.embed_video(v) - net.embed_audio(a)).norm(dim=-1).mean())
+            shifted = audio[[s + off - first for s in starts]]
+            dists[off] = float((video - shifted).norm(dim=-1).mean())
     best = min(dists, key=dists.get)
     return best, float(np.median(list(dists.values())) - dists[best]), dists
 

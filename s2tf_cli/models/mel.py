@@ -68,7 +68,10 @@ class LogMel(nn.Module):
         if len(wave) > 1 or frames <= chunk_frames:
             return self._log_mel(wave, center=True)
         read = lambda lo, hi: wave[:, lo:hi]  # noqa: E731
-        parts = [self.frames_from(read, wave.shape[-1], s, min(chunk_frames, frames - s)) for s in range(0, frames, chunk_frames)]
+        parts = [
+            self.frames_from(read, wave.shape[-1], s, min(chunk_frames, frames - s))
+            for s in range(0, frames, chunk_frames)
+        ]
         return torch.cat(parts, dim=-1)
 
     def frames_from(self, read, samples: int, start: int, n: int) -> torch.Tensor:

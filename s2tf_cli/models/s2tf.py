@@ -56,9 +56,7 @@ class S2TFModel(nn.Module):
         self.centroids = IdentityCentroids(cfg.num_identities, cfg.id_dim, cfg.arcface_scale, cfg.arcface_margin)
         self.generator = StyleGenerator(cfg.generator, cfg.id_dim + cfg.ir_dim, cfg.image_size)  # G
 
-    def generate(
-        self, f_id: torch.Tensor, f_ir: torch.Tensor, noise: list[torch.Tensor] | None = None
-    ) -> torch.Tensor:
+    def generate(self, f_id: torch.Tensor, f_ir: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         """G(cat(f_id, f_ir)). f_id is L2-normalised (scaled to sqrt(id_dim)) first: the identity
         space is angular (ArcFace, cosine contrastive loss), so only its direction may reach G, which
         is what lets an audio f_id stand in for a visual one."""

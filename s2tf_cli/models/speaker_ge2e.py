@@ -82,6 +82,9 @@ class GE2EIdentityEncoder(nn.Module):
         b = mel.shape[0]
         frozen = not self.cfg.train_backbone
         # fp32 under bf16 autocast too: the level and the LSTM's recurrence need it, and it is cheap.
-        with torch.autocast(mel.device.type, enabled=False), torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        with (
+            torch.autocast(mel.device.type, enabled=False),
+            torch.set_grad_enabled(torch.is_grad_enabled() and not frozen),
+        ):
             d = self.backbone(self.ge2e_input(mel.float())).view(b, -1, self.cfg.ge2e_hidden).mean(1)
         return self.head(F.normalize(d, dim=-1))

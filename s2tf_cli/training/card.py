@@ -98,7 +98,9 @@ def run_details(run: Path, corpus_note: str = "") -> str:
         s = json.loads(summary.read_text())
         times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in s.get("stage_seconds", {}).items())
         where = f" on {s['device']} in {s['precision']}" if s.get("precision") else ""
-        parts.append(f"- trained to step {s.get('steps')} of {s.get('total_steps')}{where}; wall time per stage: {times}")
+        parts.append(
+            f"- trained to step {s.get('steps')} of {s.get('total_steps')}{where}; wall time per stage: {times}"
+        )
         if s.get("init"):
             parts.append(f"- continued from `{s['init']}`, which had {s.get('init_steps', 0)} training steps behind it")
     if corpus_note:

@@ -50,7 +50,9 @@ def save(folder: Path, step: int, module: torch.nn.Module, optimizers: dict[str,
     for stale in folder.glob(f".tmp-{PREFIX}*"):  # half-written by a killed run (only one process saves)
         shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / "module.safetensors"))
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp / "module.safetensors")
+    )
     save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
     meta = {"step": step, "extra": extra, "optimizers": {}}
     for name, opt in optimizers.items():

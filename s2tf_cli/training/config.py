@@ -10,7 +10,6 @@ from typing import Any
 
 from ..config import ConfigError, ModelConfig, _build, load_json, preset, save_json
 
-
 MODEL_PARTS = ("audio_identity", "audio_content", "visual_identity", "visual_irrelevant", "centroids", "generator")
 
 
@@ -159,7 +158,7 @@ class TrainConfig:
         save_json(self.to_dict(), path)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)
         model = data.pop("model", None)
         if not isinstance(model, dict):
@@ -181,7 +180,7 @@ class TrainConfig:
         return _build(cls, {**defaults, **data, "model": model_cfg}, "train config")
 
     @classmethod
-    def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+    def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The recipe at `path` with top-level `overrides` (the command line's --init, --corpus, ...) applied
         before it is checked, so a recipe may leave to the command line what only it can know."""
         return load_json(cls, path, "train config", overrides)

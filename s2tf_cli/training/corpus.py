@@ -180,7 +180,9 @@ def draw_batch(corpus: Corpus, spec: BatchSpec, seed: int, step: int, rank: int 
     return batch
 
 
-def draw_photos(photos: Corpus, n: int, image_size: int, seed: int, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
+def draw_photos(
+    photos: Corpus, n: int, image_size: int, seed: int, step: int, rank: int = 0
+) -> dict[str, torch.Tensor]:
     """Stage-1 frames of n people from a photo corpus (`s2tf data photos`), in `draw_batch`'s keys. The
     identity frame is another photo of the person where there is one, and mirrored half the time, so
     that with a single photo it is still not the target's own pixels."""

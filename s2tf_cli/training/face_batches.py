@@ -40,8 +40,9 @@ def read_rows(folder: Path, split: str = "train") -> list[FaceRow]:
                 continue
             gender = {"male": 0, "female": 1}.get(r["gender"], -1)
             eth = ETHNICITIES.index(r["ethnicity"]) if r["ethnicity"] in ETHNICITIES else -1
-            rows.append(FaceRow(int(r["index"]), r["person"], r["source"], gender, float(r["age"]), eth,
-                                resolved(r["photo"])))
+            rows.append(
+                FaceRow(int(r["index"]), r["person"], r["source"], gender, float(r["age"]), eth, resolved(r["photo"]))
+            )
     return rows
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -234,8 +234,16 @@ def train_face_prior(
     progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Run (or resume) the GAN stage into `out`; stops after `max_steps` total steps if given."""
-    from .trainer import (_append_csv, _ema_update, _truncate_logs, ema_decay_at, load_speaker_backbone,
-                          make_accelerator, transfer_generator, warm_start)
+    from .trainer import (
+        _append_csv,
+        _ema_update,
+        _truncate_logs,
+        ema_decay_at,
+        load_speaker_backbone,
+        make_accelerator,
+        transfer_generator,
+        warm_start,
+    )
 
     accelerator = make_accelerator(cpu, cfg.precision)
     rank = accelerator.process_index
@@ -254,7 +262,11 @@ def train_face_prior(
     module = FacePriorModule(cfg)
     m = module.model
     gen_main = [p for n, p in m.generator.named_parameters() if not n.startswith("mapping.")]
-    enc = [p for part in (m.visual_identity, m.visual_irrelevant, m.centroids, module.attributes) for p in part.parameters()]
+    enc = [
+        p
+        for part in (m.visual_identity, m.visual_irrelevant, m.centroids, module.attributes)
+        for p in part.parameters()
+    ]
     opt_g = torch.optim.Adam(
         [{"params": gen_main, "lr": cfg.lr},
          {"params": list(m.generator.mapping.parameters()), "lr": cfg.lr * cfg.faces.mapping_lr},

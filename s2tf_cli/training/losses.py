@@ -63,7 +63,7 @@ class VGG19Features(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_file(cls, path: str) -> "VGG19Features":
+    def from_file(cls, path: str) -> VGG19Features:
         from safetensors.torch import load_file
 
         model = cls()

@@ -9,14 +9,14 @@ run continues exactly where it stopped.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import csv
+import dataclasses
 import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -316,6 +316,7 @@ def transfer_generator(generator: torch.nn.Module, ema: dict[str, torch.Tensor],
 
     theirs = load_model(resolve(weights)).generator.state_dict()
     mine = generator.state_dict()
+
     def layer(key: str) -> str:  # blocks.N.conv1 / conv2 / to_rgb, mapping.net.N, const, input
         parts = key.split(".")
         return ".".join(parts[:3]) if parts[0] == "blocks" else key.rpartition(".")[0] or key
@@ -346,7 +347,9 @@ def load_speaker_backbone(model: S2TFModel, path: str) -> None:
     except (OSError, SafetensorError) as exc:
         raise ValueError(f"{path}: cannot read a safetensors file: {exc}") from None
     mine = backbone.state_dict()
-    wrong = sorted(k for k in set(mine) | set(state) if k not in mine or k not in state or mine[k].shape != state[k].shape)
+    wrong = sorted(
+        k for k in set(mine) | set(state) if k not in mine or k not in state or mine[k].shape != state[k].shape
+    )
     if wrong:
         raise ValueError(f"{path}: not a GE2E backbone of this config (e.g. key {wrong[0]})")
     backbone.load_state_dict(state, strict=True)

@@ -8,7 +8,6 @@ read: that folder's result names, the gallery's files by their index in the list
 and the page itself, so no request can name a server file.
 """
 
-
 import asyncio
 import logging
 import re
@@ -17,11 +16,12 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,9 @@ class Server:
             if now - first > self.limits.keep_seconds:
                 (self.folder / name).unlink(missing_ok=True)
                 del self.fetched[name]
-        results = sorted((p for p in self.folder.iterdir() if RESULT_NAME.fullmatch(p.name)), key=lambda p: p.stat().st_mtime)
+        results = sorted(
+            (p for p in self.folder.iterdir() if RESULT_NAME.fullmatch(p.name)), key=lambda p: p.stat().st_mtime
+        )
         for path in results[: max(0, len(results) - self.limits.max_results)]:  # never fetched, or not yet expired
             path.unlink(missing_ok=True)
             self.fetched.pop(path.name, None)
@@ -167,7 +169,9 @@ class Server:
         seconds = len(wave) / self.model.cfg.audio.sample_rate
         if seconds > self.limits.max_seconds:
             self.discard(path)
-            raise UsageError(f"{name}: clip is {seconds:.0f} s long; this server accepts up to {self.limits.max_seconds:g} s")
+            raise UsageError(
+                f"{name}: clip is {seconds:.0f} s long; this server accepts up to {self.limits.max_seconds:g} s"
+            )
 
 
 class QueueFull(Exception):
@@ -314,7 +318,9 @@ def create_app(model, limits: ServeLimits | None = None, gallery: list[Path] | N
     async def result(name: str):
         path = server.result_file(name)
         if path is None:
-            return JSONResponse({"error": "no such result (results expire a few minutes after download)"}, status_code=404)
+            return JSONResponse(
+                {"error": "no such result (results expire a few minutes after download)"}, status_code=404
+            )
         media = "video/mp4" if name.endswith(".mp4") else "image/png"
         return FileResponse(path, media_type=media, filename=f"s2tf-{name[-8:]}")
 
