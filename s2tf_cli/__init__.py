@@ -5,7 +5,7 @@ Voice-to-face is an estimate of what a speaker may look like, never an identific
 
 __version__ = "0.1.0"
 
-__all__ = ["S2TF", "__version__"]
+__all__ = ["S2TF", "__version__", "load"]
 
 
 def __getattr__(name: str):
@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from .pipeline import S2TF
 
         return S2TF
+    if name == "load":
+        from .loader import load
+
+        return load
     raise AttributeError(name)

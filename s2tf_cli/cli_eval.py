@@ -182,13 +182,14 @@ def paired_rows(per_person: dict[str, tuple[list[str] | None, dict]]) -> dict[st
 
 
 def _expert_folder(path: Path) -> Path:
-    """A path wins; otherwise a sync expert embedded beside the default weights (`syncnet-cpu`)."""
-    if path.exists() or len(path.parts) != 1:
-        return path
-    from .hub import embedded_root
+    """A path wins; otherwise a registry name (`syncnet-cpu`, embedded beside the default weights)."""
+    from .registry import REGISTRY
 
-    embedded = embedded_root() / path.name
-    return embedded if (embedded / "model.safetensors").is_file() else path
+    if path.exists() or str(path) not in REGISTRY:
+        return path
+    from .hub import resolve
+
+    return resolve(str(path)).folder
 
 
 def _require_corpus(data: Path) -> None:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+# What a weights folder holds (config.json's "model_type"): "s2tf", "voice2face" or "syncnet"; see `loader`.
+MODEL_TYPE = "s2tf"
+
 # Bumped when the meaning of a weights folder changes; a folder with another major version is refused.
 FORMAT_VERSION = 1
 
@@ -161,7 +164,7 @@ class ModelConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+        return {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
 
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)
@@ -169,6 +172,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
+        kind = data.pop("model_type", MODEL_TYPE)  # folders written before model_type are S2TF models
+        if kind != MODEL_TYPE:
+            raise ConfigError(f"a {kind!r} model, not an S2TF model (s2tf_cli.load() loads every kind)")
         version = data.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise ConfigError(

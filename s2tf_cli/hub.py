@@ -135,10 +135,43 @@ def parameter_count(path: Path) -> int:
     return sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
 
 
+MODEL_TYPES = ("s2tf", "voice2face", "syncnet")
+
+
+def model_type(folder: Path) -> str:
+    """What a weights folder holds, from config.json's "model_type" (folders from before it: from the keys
+    they have), so that one loader (`s2tf_cli.loader.load`) picks the class."""
+    import json
+
+    path = Path(folder) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: cannot read the weights' config ({exc})") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: the weights' config must be a JSON object")
+    kind = data.get("model_type")
+    if kind is None:
+        if data.get("architecture") == "voice2face":
+            kind = "voice2face"
+        elif str(data.get("format", "")).startswith("s2tf-syncnet/"):
+            kind = "syncnet"
+        else:
+            kind = "s2tf"
+    if kind not in MODEL_TYPES:
+        raise WeightsError(f"{path}: model_type {kind!r} is not one this s2tf loads ({', '.join(MODEL_TYPES)})")
+    return kind
+
+
 def folder_info(source: WeightsSource) -> dict:
     """What a weights folder says about itself, without loading the model (`s2tf info`)."""
+    kind = model_type(source.folder)
+    if kind != "s2tf":
+        return {"weights": source.spec, "model_type": kind, "source": source.kind, "folder": str(source.folder),
+                "revision": source.revision, "sha256": source.sha256,
+                "stored values": parameter_count(source.folder / WEIGHTS_FILE)}  # fmt: skip
     cfg = ModelConfig.load(source.folder / CONFIG_FILE)
-    return {"weights": source.spec, "source": source.kind, "folder": str(source.folder), "revision": source.revision,
+    return {"weights": source.spec, "model_type": kind, "source": source.kind, "folder": str(source.folder), "revision": source.revision,
             "sha256": source.sha256, "preset": cfg.preset, "image_size": cfg.image_size, "id_dim": cfg.id_dim,
             "ir_dim": cfg.ir_dim, "identities": cfg.num_identities,
             "stored values": parameter_count(source.folder / WEIGHTS_FILE)}  # fmt: skip
@@ -193,6 +226,9 @@ def load_model(source: WeightsSource):
     """Build the model from config.json and load model.safetensors with strict key and shape checks."""
     from .models.s2tf import S2TFModel
 
+    kind = model_type(source.folder)
+    if kind != "s2tf":
+        raise WeightsError(f"{source.spec}: a {kind} model, not an S2TF model; s2tf_cli.load() loads every kind")
     try:
         cfg = ModelConfig.load(source.folder / CONFIG_FILE)
     except ConfigError as exc:

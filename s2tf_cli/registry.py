@@ -30,6 +30,13 @@ REGISTRY: dict[str, RegistryEntry] = {
         sha256="aab1fbaf22fa81fcab05c3366615e89222be97a66eddc92ce472591c626883a7",
         description="CPU preset (128 px), trained by this project; the default",
     ),
+    "syncnet-cpu": RegistryEntry(
+        name="syncnet-cpu",
+        repo_id="s2tf/syncnet-cpu",
+        embedded="syncnet-cpu",
+        sha256="6df59ee84f9aeb6f9a05a618eab374ce0279e89c855b3c159ae07c2ab4a9c912",
+        description="the lip-sync expert `s2tf eval --syncnet` scores sync offsets with (an independent judge)",
+    ),
     "voice2face-cpu": RegistryEntry(
         name="voice2face-cpu",
         repo_id="s2tf/voice2face-cpu",

@@ -57,5 +57,39 @@ def test_embedded_baseline_is_pinned_and_loads_as_the_voice2face_pipeline():
     assert face.shape == (pipe.cfg.image_size, pipe.cfg.image_size, 3) and face.std() > 10
     card = (source.folder / "README.md").read_text()
     assert "estimate" in card and "baseline" in card
-    with pytest.raises(WeightsError, match="unknown key"):  # not an S2TF model: `face` refuses it
+    with pytest.raises(WeightsError, match="a voice2face model, not an S2TF model; s2tf_cli.load"):
         S2TF.from_pretrained("voice2face-cpu", device="cpu")
+
+
+def test_one_loader_loads_every_shipped_kind_by_name_and_says_what_it_is(tmp_path):
+    import json
+
+    import s2tf_cli
+    from s2tf_cli.baselines.voice2face import Voice2FacePipeline
+    from s2tf_cli.errors import WeightsError
+    from s2tf_cli.evaluation.syncnet import SyncNet
+    from s2tf_cli.hub import folder_info, model_type
+    from s2tf_cli.pipeline import S2TF
+
+    kinds = {"s2tf-cpu": (S2TF, "s2tf"), "voice2face-cpu": (Voice2FacePipeline, "voice2face"),
+             "syncnet-cpu": (SyncNet, "syncnet")}  # fmt: skip
+    assert set(kinds) == set(REGISTRY)  # every shipped model is in the registry
+    for name, (cls, kind) in kinds.items():
+        source = resolve(name)
+        assert json.loads((source.folder / "config.json").read_text())["model_type"] == kind
+        assert model_type(source.folder) == kind and folder_info(source)["model_type"] == kind
+        assert isinstance(s2tf_cli.load(name, device="cpu"), cls)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text('{"model_type": "vae"}')
+    with pytest.raises(WeightsError, match="model_type 'vae' is not one this s2tf loads"):
+        model_type(odd)
+
+
+def test_every_registry_entry_can_be_had():
+    """Embedded with its files, or on the Hub at a pinned revision: an entry with neither never loads."""
+    from s2tf_cli.hub import embedded_folder
+
+    for entry in REGISTRY.values():
+        assert embedded_folder(entry) is not None or entry.revision, entry.name
+        assert entry.sha256 and len(entry.sha256) == 64, entry.name

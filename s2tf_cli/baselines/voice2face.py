@@ -50,7 +50,7 @@ class Voice2FaceConfig:
             raise ConfigError(f"image_size {self.image_size} must be 4 * 2**len(generator) and 4 * 2**len(critic)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+        return {"model_type": ARCHITECTURE, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
 
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)
@@ -58,6 +58,9 @@ class Voice2FaceConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Voice2FaceConfig:
         data = dict(data)
+        kind = data.pop("model_type", ARCHITECTURE)
+        if kind != ARCHITECTURE:
+            raise ConfigError(f"a {kind!r} model, not a voice2face model")
         version = data.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise ConfigError(f"config format_version {version!r} is not supported (reads {FORMAT_VERSION})")
@@ -122,15 +125,6 @@ class Voice2FaceModel(nn.Module):
         return F.normalize(self.voice(mel), dim=-1)
 
 
-def is_voice2face(folder: Path) -> bool:
-    import json
-
-    try:
-        return json.loads((folder / CONFIG_FILE).read_text()).get("architecture") == ARCHITECTURE
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def load_voice2face(source: WeightsSource) -> Voice2FaceModel:
     try:
         cfg = load_json(Voice2FaceConfig, source.folder / CONFIG_FILE, "config")
@@ -184,11 +178,7 @@ class Voice2FacePipeline:
 
 
 def load_pipeline(spec: str | None, device: str = "auto"):
-    """S2TF, or the baseline when the folder's config.json says `"architecture": "voice2face"`."""
-    from ..hub import resolve
-    from ..pipeline import S2TF, select_device
+    """S2TF or the baseline, whichever the folder holds (`s2tf_cli.loader.load`)."""
+    from ..loader import load
 
-    source = resolve(spec)
-    if is_voice2face(source.folder):
-        return Voice2FacePipeline(load_voice2face(source), select_device(device), source)
-    return S2TF.from_pretrained(spec, device=device)
+    return load(spec, device)

@@ -90,7 +90,9 @@ class SyncNet(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"format": FORMAT, **dataclasses.asdict(self.cfg)}, indent=2))
+        (folder / "config.json").write_text(
+            json.dumps({"model_type": "syncnet", "format": FORMAT, **dataclasses.asdict(self.cfg)}, indent=2)
+        )
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
         return folder
 
@@ -100,6 +102,7 @@ class SyncNet(nn.Module):
 
         folder = Path(folder)
         raw = json.loads((folder / "config.json").read_text())
+        raw.pop("model_type", None)
         made = raw.pop("format", None)
         if isinstance(made, str) and made.startswith("s2tf-syncnet/") and made != FORMAT:
             raise ValueError(f"{folder}: a sync expert of an older format ({made}); retrain it with `s2tf syncnet`")
