@@ -189,10 +189,17 @@ def test_two_process_cpu_run(prepared_corpus, tmp_path):
 
 RECIPES = Path(__file__).resolve().parent.parent / "configs"
 INIT_FROM_COMMAND_LINE = {"s2tf-real-faces.json", "s2tf-real-faces-transfer.json"}
-FROM_SCRATCH = {"s2tf-cpu.json", "paper-voxceleb2.json", "ablation-no-centroids.json", "ablation-no-contrastive.json"}
+FROM_SCRATCH = {
+    "s2tf-cpu.json",
+    "paper-voxceleb2.json",
+    "experiments/ablation-no-centroids.json",
+    "experiments/ablation-no-contrastive.json",
+}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.json") if "voice2face" not in p.name))
+@pytest.mark.parametrize(
+    "name", sorted(str(p.relative_to(RECIPES)) for p in RECIPES.rglob("*.json") if "voice2face" not in p.name)
+)
 def test_shipped_recipes_load(name):
     if name in INIT_FROM_COMMAND_LINE:  # restarts some parts of weights given by --init: refused without it
         with pytest.raises(ConfigError, match="'reinit' needs 'init'"):
@@ -521,8 +528,8 @@ def test_loss_table_first_and_last_rows_differ_on_a_short_log(tmp_path):
 HISTORICAL_INITS = {"3189969dc114": "run 7, `git show f0ce929:weights/s2tf-cpu/model.safetensors`"}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.json") if '"init": "s2tf' in p.read_text()
-                                        or '"generator_init"' in p.read_text()))  # fmt: skip
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(RECIPES)) for p in RECIPES.rglob("*.json")
+                                        if '"init": "s2tf' in p.read_text() or '"generator_init"' in p.read_text()))  # fmt: skip
 def test_recipes_warm_start_from_the_weights_they_pin(name):
     """A recipe's `init` names weights by a pin that cannot move: the shipped ones warm-start the recipe's
     model (same keys and shapes outside `reinit`); an older pin is refused, saying where those weights are."""
@@ -552,3 +559,36 @@ def test_recipes_warm_start_from_the_weights_they_pin(name):
         if not k.startswith(fresh) and (k not in theirs or theirs[k].shape != v.shape)
     ]
     assert not wrong, f"{name}: {wrong[:3]}"
+
+
+def test_a_recipe_states_only_what_differs_from_its_base(tmp_path):
+    (tmp_path / "base.json").write_text('{"model": {"preset": "tiny"}, "steps": {"visual": 3, "sync": 2}, "lr": 0.01}')
+    (tmp_path / "exp.json").write_text('{"base": "base.json", "steps": {"sync": 5}, "seed": 4}')
+    cfg = TrainConfig.load(tmp_path / "exp.json")
+    assert (cfg.steps.visual, cfg.steps.sync, cfg.lr, cfg.seed, cfg.model.preset) == (3, 5, 0.01, 4, "tiny")
+    (tmp_path / "loop.json").write_text('{"base": "loop.json"}')
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        TrainConfig.load(tmp_path / "loop.json")
+    (tmp_path / "lost.json").write_text('{"base": "nowhere.json"}')
+    with pytest.raises(ConfigError, match="lost.json: 'base' nowhere.json is not a file beside it"):
+        TrainConfig.load(tmp_path / "lost.json")
+
+
+def test_experiment_recipes_state_only_their_differences():
+    from s2tf_cli.training.config import read_recipe
+
+    def same(over: dict, base: dict) -> list[str]:
+        out = []
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "model":
+                out += [f"{key}.{k}" for k in same(value, base[key])]
+            elif base.get(key) == value:
+                out.append(key)
+        return out
+
+    experiments = sorted((RECIPES / "experiments").glob("*.json"))
+    assert len(experiments) > 20
+    for path in experiments:
+        data = json.loads(path.read_text())
+        base = read_recipe((path.parent / data.pop("base")).resolve())
+        assert not same(data, base), (path.name, same(data, base))

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, _build, load_json, save_json
+from ..config import ConfigError, _build, save_json
 from ..training import checkpoint
 from ..training.corpus import BatchSpec, Corpus, draw_batch
 from .voice2face import Critic, Voice2FaceConfig, Voice2FaceModel
@@ -74,7 +74,12 @@ class Voice2FaceRecipe:
 
     @classmethod
     def load(cls, path: str | Path) -> Voice2FaceRecipe:
-        return load_json(cls, path, "voice2face recipe")
+        from ..training.config import read_recipe
+
+        try:
+            return cls.from_dict(read_recipe(Path(path)))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 class Voice2FaceTraining(nn.Module):
@@ -247,7 +252,9 @@ def export_voice2face(run: Path, out: Path) -> Path:
 
 
 def is_baseline_recipe(path: Path) -> bool:
+    from ..training.config import read_recipe
+
     try:
-        return json.loads(Path(path).read_text()).get("baseline") == "voice2face"
-    except (OSError, ValueError, AttributeError):
+        return read_recipe(Path(path)).get("baseline") == "voice2face"
+    except ConfigError:
         return False

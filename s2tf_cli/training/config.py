@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, ModelConfig, _build, load_json, preset, save_json
+from ..config import ConfigError, ModelConfig, _build, preset, save_json
 
 MODEL_PARTS = ("audio_identity", "audio_content", "visual_identity", "visual_irrelevant", "centroids", "generator")
 
@@ -182,5 +182,41 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """The recipe at `path` with top-level `overrides` (the command line's --init, --corpus, ...) applied
-        before it is checked, so a recipe may leave to the command line what only it can know."""
-        return load_json(cls, path, "train config", overrides)
+        before it is checked, so a recipe may leave to the command line what only it can know. A recipe with
+        `"base": "other.json"` (relative to its own folder) states only what differs from that one."""
+        data = read_recipe(Path(path))
+        try:
+            return cls.from_dict({**data, **(overrides or {})})
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's JSON with its `base` chain merged in (nested objects key by key; lists and values replace)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read train config: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: train config must be a JSON object")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    parent = (path.parent / str(base)).resolve()
+    if parent in seen or parent == path.resolve():
+        raise ConfigError(f"{path}: 'base' {base} leads back to itself")
+    if not parent.is_file():
+        raise ConfigError(f"{path}: 'base' {base} is not a file beside it")
+    return _merge(read_recipe(parent, (*seen, path.resolve())), data)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "model":
+            out[key] = _merge(out[key], value)
+        else:  # a model is a preset name or a whole config: it replaces, never mixes
+            out[key] = value
+    return out
