@@ -145,8 +145,8 @@ def test_ablation_recipes_differ_from_the_default_only_in_their_losses():
     from s2tf_cli.training.config import TrainConfig
 
     base = TrainConfig.load(CONFIGS / "s2tf-cpu.json").to_dict()
-    no_cl = TrainConfig.load(CONFIGS / "ablation-no-centroids.json").to_dict()
-    no_nce = TrainConfig.load(CONFIGS / "ablation-no-contrastive.json").to_dict()
+    no_cl = TrainConfig.load(CONFIGS / "experiments/ablation-no-centroids.json").to_dict()
+    no_nce = TrainConfig.load(CONFIGS / "experiments/ablation-no-contrastive.json").to_dict()
     assert no_cl["loss"]["centroid"] == 0.0 and no_nce["loss"]["id_sync"] == no_nce["loss"]["s_sync"] == 0.0
     for other in (no_cl, no_nce):
         assert {k: v for k, v in other.items() if k != "loss"} == {k: v for k, v in base.items() if k != "loss"}
@@ -162,7 +162,7 @@ def test_long_baseline_recipe_matches_the_budget_it_was_compared_at():
     from s2tf_cli.config import ModelConfig
 
     short = Voice2FaceRecipe.load(CONFIGS / "baseline-voice2face.json")
-    long = Voice2FaceRecipe.load(CONFIGS / "baseline-voice2face-long.json")
+    long = Voice2FaceRecipe.load(CONFIGS / "experiments/baseline-voice2face-long.json")
     shipped = ModelConfig.load(CONFIGS.parent / "weights" / "s2tf-cpu" / "config.json")
     card = (CONFIGS.parent / "weights" / "s2tf-cpu" / "README.md").read_text()
     budget = long.voice_steps + long.gan_steps
