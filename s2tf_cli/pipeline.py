@@ -27,7 +27,7 @@ from .faces import find_face
 from .gallery_index import Match, Skipped  # noqa: F401  (part of the API)
 from .hub import WeightsSource, load_model, resolve
 from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
-from .models.inference import fold_batchnorm
+from .models.inference import fold_batchnorm, use_inference_path
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel, slerp, turn
 from .outputs import atomic_path, provenance
@@ -116,6 +116,7 @@ class S2TF:
     ):
         self.model = model.to(device).eval()
         fold_batchnorm(self.model)  # this copy only ever runs inference
+        use_inference_path(self.model)
         self.device = device
         self.source = source
         self.cfg = model.cfg

@@ -45,12 +45,9 @@ class MappingNetwork(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Conv whose weights are modulated by the style and (optionally) demodulated.
-
-    `fused=True` folds the per-sample weights into one grouped convolution (StyleGAN2's form);
-    `fused=False` scales activations instead, which is the same maths and faster on CPU for
-    large batches. A test checks that both agree.
-    """
+    """Conv whose weights are modulated by the style and (optionally) demodulated. StyleGAN2 folds the
+    per-sample weights into one grouped convolution; scaling the activations instead is the same maths
+    and faster on CPU (a test checks it against the grouped form)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, style_dim: int, demodulate: bool = True):
         super().__init__()
@@ -59,18 +56,10 @@ class ModulatedConv2d(nn.Module):
         self.scale = 1 / math.sqrt(cin * kernel * kernel)
         self.padding = kernel // 2
         self.demodulate = demodulate
-        self.fused = False
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        b, cin, h, wd = x.shape
         style = self.modulation(w)  # (B, cin)
         weight = self.weight * self.scale  # (cout, cin, k, k)
-        if self.fused:
-            wmod = weight[None] * style[:, None, :, None, None]  # (B, cout, cin, k, k)
-            if self.demodulate:
-                wmod = wmod * torch.rsqrt(wmod.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-            out = F.conv2d(x.reshape(1, b * cin, h, wd), wmod.flatten(0, 1), padding=self.padding, groups=b)
-            return out.reshape(b, -1, h, wd)
         out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
         if self.demodulate:
             # sum over (cin, k, k) of (w * s)^2 = (s^2) @ sum_k(w^2)^T
@@ -88,9 +77,10 @@ class StyledConv(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(cout))
         self.upsample = upsample
+        self.inference = False  # `models.inference.use_inference_path` sets it on the pipeline's copy
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        if not torch.is_grad_enabled() and not self.conv.fused and self.conv.demodulate:
+        if self.inference:
             return self._inference(x, w, noise)
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
@@ -160,11 +150,6 @@ class StyleGenerator(nn.Module):
             self.blocks.append(StyleBlock(cin, cout, cfg.style_dim, upsample=i > 0))
             cin = cout
 
-    def set_fused(self, fused: bool) -> None:
-        for module in self.modules():
-            if isinstance(module, ModulatedConv2d):
-                module.fused = fused
-
     def make_noise(self, seed: int, device: torch.device | str = "cpu") -> list[torch.Tensor]:
         """Fixed per-layer noise maps (1, 1, H, W) drawn on the CPU, so the same seed gives the same image
         on every device."""
@@ -183,7 +168,7 @@ class StyleGenerator(nn.Module):
         x = self.const.expand(b, -1, -1, -1)
         if self.input is not None:
             x = x + self.input(w).view(b, -1, self.base, self.base)
-        if not torch.is_grad_enabled():
+        if self.blocks[0].conv1.inference:
             x = x.contiguous(memory_format=torch.channels_last)
         rgb = None
         for i, block in enumerate(self.blocks):

@@ -24,3 +24,14 @@ def fold_batchnorm(model: nn.Module) -> int:
                 setattr(parent, bn_name, nn.Identity())
                 folded += 1
     return folded
+
+
+def use_inference_path(model: nn.Module) -> int:
+    """Switch every styled convolution to its inference form (`StyledConv._inference`: the same maths with
+    fewer passes over the activations), chosen here once, as `fold_batchnorm` is. Returns the count."""
+    from .generator import StyledConv
+
+    convs = [m for m in model.modules() if isinstance(m, StyledConv)]
+    for conv in convs:
+        conv.inference = True
+    return len(convs)
