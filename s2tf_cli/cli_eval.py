@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .cli import _progress, _setup_logging, app, err, handle_errors
+from .corpus_format import is_corpus
 from .errors import UsageError
 
 # Columns of the table, in the paper's order, then ours.
@@ -193,7 +194,7 @@ def _expert_folder(path: Path) -> Path:
 
 
 def _require_corpus(data: Path) -> None:
-    if not (data / "manifest.jsonl").is_file():
+    if not is_corpus(data):
         raise UsageError(f"{data}: not a prepared corpus (no manifest.jsonl; run `s2tf data prepare`)")
 
 

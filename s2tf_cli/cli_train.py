@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .cli import _progress, _setup_logging, app, err, handle_errors
+from .corpus_format import is_corpus
 from .errors import UsageError
 
 data_app = typer.Typer(help="Build a training corpus: synthesise one, or prepare any VoxCeleb2-layout tree.",
@@ -305,9 +306,9 @@ def train_cmd(
             raise UsageError(f"{cfg.faceset or '(no faceset)'}: not a face set (run `s2tf data faces`)")
         if cfg.steps.voices and (not cfg.voiceset or not (Path(cfg.voiceset) / "dvectors.npy").is_file()):
             raise UsageError(f"{cfg.voiceset or '(no voiceset)'}: not a voice set (run `s2tf data voices`)")
-    elif not cfg.corpus or not (Path(cfg.corpus) / "manifest.jsonl").is_file():
+    elif not cfg.corpus or not is_corpus(cfg.corpus):
         raise UsageError(f"{cfg.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
-    if cfg.extra_face_share > 0 and not (Path(cfg.extra_faces) / "manifest.jsonl").is_file():
+    if cfg.extra_face_share > 0 and not is_corpus(cfg.extra_faces):
         raise UsageError(f"{cfg.extra_faces or '(no extra_faces)'}: not a photo corpus (run `s2tf data photos`)")
     with _progress() as bar:
         task = bar.add_task("training", total=None)
@@ -337,7 +338,7 @@ def _train_baseline(
         recipe.corpus = str(corpus)
     if seed is not None:
         recipe.seed = seed
-    if not recipe.corpus or not (Path(recipe.corpus) / "manifest.jsonl").is_file():
+    if not recipe.corpus or not is_corpus(recipe.corpus):
         raise UsageError(f"{recipe.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
     device = select_device("cpu" if cpu else "auto")
     with _progress() as bar:

@@ -357,3 +357,21 @@ def test_cli_data_synth_without_espeak_fails_before_writing(face_folders, tmp_pa
     assert "espeak-ng is not installed" in result.output and "apt-get install espeak-ng" in result.output
     assert "unexpected" not in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_manifest_round_trip_and_one_line_errors(tmp_path):
+    from s2tf_cli.corpus_format import is_corpus, read_manifest, write_manifest
+
+    assert not is_corpus(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no manifest.jsonl \\(run `s2tf data prepare` first\\)"):
+        read_manifest(tmp_path)
+    rows = [
+        {"path": "a/0.npz", "identity": "x", "split": "train"},
+        {"path": "b/0.npz", "identity": "y", "split": "val"},
+    ]
+    write_manifest(tmp_path, rows)
+    assert is_corpus(tmp_path) and read_manifest(tmp_path) == rows
+    with open(tmp_path / "manifest.jsonl", "a") as fh:
+        fh.write("\n{broken\n")
+    with pytest.raises(ValueError, match="manifest.jsonl:4: not a JSON line"):
+        read_manifest(tmp_path)

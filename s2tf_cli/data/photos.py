@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..corpus_format import is_corpus, read_manifest, write_manifest
 from .jobs import run_jobs
 from .sources import Identity, face_identities
 
@@ -40,9 +41,9 @@ def excluded_identities(folders: list[Path]) -> set[str]:
     names: set[str] = set()
     for folder in folders:
         folder = Path(folder)
-        manifest, meta = folder / "manifest.jsonl", folder / "meta.csv"
-        if manifest.is_file():
-            names |= {json.loads(line)["identity"] for line in manifest.read_text().splitlines() if line.strip()}
+        meta = folder / "meta.csv"
+        if is_corpus(folder):
+            names |= {row["identity"] for row in read_manifest(folder)}
         elif meta.is_file():
             with open(meta, newline="") as fh:
                 names |= {row["identity"] for row in csv.DictReader(fh)}
@@ -119,8 +120,7 @@ def prepare_photos(
     jobs = [(p, opts) for p in people]
     results = run_jobs(_run_one, jobs, opts.workers, 16, progress)
     rows = [r for _, r, _ in results if r is not None]
-    with open(opts.out / "manifest.jsonl", "w") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    write_manifest(opts.out, rows)
     with open(opts.out / "skipped.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["identity", "reason"])

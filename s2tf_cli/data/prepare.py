@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..corpus_format import write_manifest
 from ..face_track import read_video, track_faces
 from .jobs import run_jobs
 
@@ -128,13 +129,12 @@ def prepare_corpus(opts: PrepareOptions, progress=None) -> dict[str, int]:
     train_ids = sorted({r["identity"] for r in rows if split_of(r["identity"], opts.val_fraction,
                                                                   opts.test_fraction) == "train"})  # fmt: skip
     labels = {name: i for i, name in enumerate(train_ids)}
-    with open(opts.out / "manifest.jsonl", "w") as fh:
-        for r in rows:
-            info = meta.get(r["identity"], {})
-            r.update({k: info[k] for k in ("gender", "age", "ethnicity", "voice") if info.get(k)})
-            r["split"] = split_of(r["identity"], opts.val_fraction, opts.test_fraction)
-            r["label"] = labels.get(r["identity"], -1)
-            fh.write(json.dumps(r) + "\n")
+    for r in rows:
+        info = meta.get(r["identity"], {})
+        r.update({k: info[k] for k in ("gender", "age", "ethnicity", "voice") if info.get(k)})
+        r["split"] = split_of(r["identity"], opts.val_fraction, opts.test_fraction)
+        r["label"] = labels.get(r["identity"], -1)
+    write_manifest(opts.out, rows)
     with open(opts.out / "skipped.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["clip", "reason"])

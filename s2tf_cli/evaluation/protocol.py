@@ -3,7 +3,6 @@ scored by independent judges. One call per weights folder gives one row of the t
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import images
+from ..corpus_format import read_manifest
 from ..pipeline import S2TF
 from . import metrics as M
 from .attributes import AttributeClassifier, age_group
@@ -57,13 +57,9 @@ class Labels:
 def corpus_labels(folder: Path, split: str = "test", max_people: int = 200) -> list[Labels]:
     """The people `corpus_people` scores, in its order, from the manifest alone."""
     folder = Path(folder)
-    manifest = folder / "manifest.jsonl"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{folder}: no manifest.jsonl (run `s2tf data prepare` first)")
     first: dict[str, dict] = {}
-    for line in manifest.read_text().splitlines():
-        r = json.loads(line) if line.strip() else None
-        if r and r["split"] == split and r["identity"] not in first:
+    for r in read_manifest(folder):
+        if r["split"] == split and r["identity"] not in first:
             first[r["identity"]] = r
     people = [Labels(name, r.get("gender", "unknown"), str(r.get("age", "")), r.get("ethnicity", "unknown"),
                      folder / r["path"]) for name, r in sorted(first.items())[:max_people]]  # fmt: skip
@@ -504,9 +500,5 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
 
 def _held_out(data: Path, reals: list[Person]) -> set[str]:
     """Real people whose identity is not in the corpus's training split (`<source>-<person>` names)."""
-    trained = set()
-    for line in (data / "manifest.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r["split"] == "train":
-            trained.add(r["identity"].split("-", 1)[-1])
+    trained = {r["identity"].split("-", 1)[-1] for r in read_manifest(data) if r["split"] == "train"}
     return {p.name for p in reals if p.name not in trained}

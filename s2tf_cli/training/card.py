@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+from ..corpus_format import is_corpus, read_manifest
+
 # Columns worth reporting per stage log, in order.
 KEY_METRICS = ["v_l1", "v_per", "v_adv", "vid_acc", "loss_d", "aid_acc", "id_sync", "id_sync_acc", "s_sync",
                "s_sync_acc", "va_l1", "a_l1"]  # fmt: skip
@@ -48,12 +50,10 @@ SOURCE_TERMS = {
 
 def corpus_details(corpus: Path, title: str = "Prepared corpus") -> str:
     """Identities and clips per source and split of a prepared corpus, with each source's terms."""
-    manifest = Path(corpus) / "manifest.jsonl"
-    if not manifest.is_file():
+    if not is_corpus(corpus):
         return ""
     counts: dict[tuple[str, str], tuple[set, int]] = {}
-    for line in manifest.read_text().splitlines():
-        row = json.loads(line)
+    for row in read_manifest(corpus):
         key = (row["identity"].split("-", 1)[0], row.get("split", "train"))
         ids, clips = counts.get(key, (set(), 0))
         ids.add(row["identity"])

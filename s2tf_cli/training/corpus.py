@@ -7,7 +7,6 @@ of Eq. 1 are then always other people).
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..corpus_format import read_manifest
 from . import augment
 
 
@@ -53,10 +53,7 @@ class Shard:
 class Corpus:
     def __init__(self, folder: str | Path, split: str = "train", cache: int = 256):
         self.folder = Path(folder)
-        manifest = self.folder / "manifest.jsonl"
-        if not manifest.is_file():
-            raise FileNotFoundError(f"{self.folder}: no manifest.jsonl (run `s2tf data prepare` first)")
-        rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        rows = read_manifest(self.folder)
         self.clips = [
             Clip(self.folder / r["path"], r["identity"], int(r["label"]), int(r["frames"]), int(r["samples"]),
                  r.get("gender", "unknown"), r.get("voice", "synthetic"))
