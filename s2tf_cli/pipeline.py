@@ -111,6 +111,8 @@ def identity_windows(mel: torch.Tensor, a, starts: list[int] | None = None) -> t
 class S2TF:
     """A loaded S2TF model on one device. Deterministic: the same input gives the same output."""
 
+    can_embed_faces = True  # a face encoder: retrieval, matching and talk (`evaluation.protocol.Scored`)
+
     def __init__(
         self, model: S2TFModel, device: torch.device, source: WeightsSource | None = None, precision: str = "auto"
     ):
@@ -249,6 +251,14 @@ class S2TF:
         with torch.inference_mode():
             return self.model.visual_identity(batch), self.model.visual_irrelevant(batch)
 
+    def reconstruct(self, image: str | Path | np.ndarray, aligned: bool = False) -> np.ndarray:
+        """G(f_id^v, f_ir^v) of a face photo: the visual autoencoder, which shows what G can draw of a face
+        it is given (evaluation scores it on people it never trained on)."""
+        f_id, f_ir = self._encode_images([self._face_crop(image, aligned)])
+        with torch.inference_mode(), self._per_frame():
+            img = self.model.generate(f_id, f_ir, self.model.generator.make_noise(0, self.device)).float()
+        return images.to_uint8(img)[0]
+
     def pose_feature(self, image: str | Path | np.ndarray, aligned: bool = False) -> torch.Tensor:
         """f_ir^v (ir_dim,) of a reference face: its head pose (and expression)."""
         _, f_ir = self._encode_images([self._face_crop(image, aligned)])
@@ -347,9 +357,12 @@ class S2TF:
         batch_size: int | None = None,
         aligned_pose: bool = False,
         seed: int | None = None,
+        face: str | Path | np.ndarray | None = None,
+        aligned_face: bool = False,
     ) -> tuple[int, Iterator[np.ndarray]]:
         """(frame count, lazy iterator of frames): ceil(duration * fps) frames. A `DecodedVoice` is
-        read from disk a batch at a time (memory flat in length); a file or array is decoded whole."""
+        read from disk a batch at a time (memory flat in length); a file or array is decoded whole.
+        `face`: the identity of this photo instead of the voice's (a real clip re-drawn, for evaluation)."""
         if not (0 < fps <= 120):
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
         if isinstance(voice, DecodedVoice):
@@ -358,11 +371,14 @@ class S2TF:
         else:
             wave = self.load_voice(voice)
             src, samples, speech = MemoryMel(self._mel(wave)), len(wave), self._speech(wave)
-        f_id = self.drawable_identity(
-            self.identity_from_mel(src, speech_window_starts(speech, src.frames, self.cfg.audio))
-        )
-        if seed is not None:
-            f_id = self._sample_identity(f_id, seed)
+        if face is not None:
+            f_id = self.face_identity(face, aligned_face)
+        else:
+            f_id = self.drawable_identity(
+                self.identity_from_mel(src, speech_window_starts(speech, src.frames, self.cfg.audio))
+            )
+            if seed is not None:
+                f_id = self._sample_identity(f_id, seed)
         n_frames = math.ceil(samples / self.cfg.audio.sample_rate * fps - 1e-9)
         if is_video(pose):  # the head follows the video frame by frame
             track = self.pose_track(pose, fps, n_frames)

@@ -67,6 +67,7 @@ def test_one_loader_loads_every_shipped_kind_by_name_and_says_what_it_is(tmp_pat
     import s2tf_cli
     from s2tf_cli.baselines.voice2face import Voice2FacePipeline
     from s2tf_cli.errors import WeightsError
+    from s2tf_cli.evaluation.protocol import Scored
     from s2tf_cli.evaluation.syncnet import SyncNet
     from s2tf_cli.hub import folder_info, model_type
     from s2tf_cli.pipeline import S2TF
@@ -78,7 +79,8 @@ def test_one_loader_loads_every_shipped_kind_by_name_and_says_what_it_is(tmp_pat
         source = resolve(name)
         assert json.loads((source.folder / "config.json").read_text())["model_type"] == kind
         assert model_type(source.folder) == kind and folder_info(source)["model_type"] == kind
-        assert isinstance(s2tf_cli.load(name, device="cpu"), cls)
+        model = s2tf_cli.load(name, device="cpu")
+        assert isinstance(model, cls) and isinstance(model, Scored) == (kind != "syncnet")  # what eval scores
     odd = tmp_path / "odd"
     odd.mkdir()
     (odd / "config.json").write_text('{"model_type": "vae"}')

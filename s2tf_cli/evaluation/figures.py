@@ -69,7 +69,7 @@ def mouth_plot(opening: np.ndarray, loud: np.ndarray, width: int = 640, height: 
 
 
 def write_figures(s2tf, folder: Path, people, generated, reals) -> list[Path]:
-    from .protocol import _reconstruct_talk
+    from .protocol import reconstruct_talk
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ def write_figures(s2tf, folder: Path, people, generated, reals) -> list[Path]:
         written.append(folder / name)
 
     save("voice_to_face.png", pairs_grid(people, generated, size))
-    shared = getattr(s2tf, "can_embed_faces", True)  # a baseline without a face encoder draws faces only
+    shared = s2tf.can_embed_faces  # a baseline without a face encoder draws faces only
     if shared:
         save("retrieval.png", retrieval_sheet(s2tf, people))
     clip = next((p for p in people if p.frames is not None and len(p.frames) > 10), None) if shared else None
@@ -91,7 +91,7 @@ def write_figures(s2tf, folder: Path, people, generated, reals) -> list[Path]:
         from . import metrics as M
         from .protocol import frame_landmarks, mouth_openings
 
-        gen = _reconstruct_talk(s2tf, clip.frames[0], clip.voice, len(clip.frames))
+        gen = reconstruct_talk(s2tf, clip.frames[0], clip.voice, len(clip.frames))
         opening = mouth_openings(frame_landmarks(gen, landmarks68))
         save("mouth_vs_loudness.png", mouth_plot(opening, M.frame_loudness(clip.voice, len(gen))))
     if reals:

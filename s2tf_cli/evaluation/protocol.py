@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -19,6 +20,23 @@ from . import metrics as M
 from .attributes import AttributeClassifier, age_group
 
 Progress = Callable[[int], None]
+
+
+@runtime_checkable
+class Scored(Protocol):
+    """What `s2tf eval` asks of a model: `S2TF` and the Voice2Face baseline both answer it."""
+
+    can_embed_faces: bool  # False: faces from voices only (no face encoder: no retrieval, matching or talk)
+    weights_label: str
+    precision: str
+
+    def voice_identity(self, voice) -> torch.Tensor: ...
+
+    def face(self, voice, pose=None, seed: int | None = None, n_samples: int = 1, **kw) -> list[np.ndarray]: ...
+
+    def face_from_identity(
+        self, e, pose=None, seed: int | None = None, n_samples: int = 1, **kw
+    ) -> list[np.ndarray]: ...
 
 
 @dataclass
@@ -158,14 +176,14 @@ def label_oracle_metrics(people: list[Person] | list[Labels], keys: tuple[str, .
     return out
 
 
-def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None = None) -> dict:
+def identity_metrics(s2tf: Scored, people: list[Person], progress: Progress | None = None) -> dict:
     """Voice -> face identity (independent embedder), retrieval, matching AUC, attributes, quality, speed."""
     from .embedder import FaceEmbedder
 
     embedder, judge = FaceEmbedder(), AttributeClassifier()
     t0 = time.perf_counter()
     generated, f_a = [], []
-    shared = getattr(s2tf, "can_embed_faces", True)
+    shared = s2tf.can_embed_faces
     for p in people:
         f_a.append(s2tf.voice_identity(p.voice))
         generated.append(s2tf.face_from_identity(f_a[-1])[0])
@@ -205,12 +223,7 @@ def identity_metrics(s2tf: S2TF, people: list[Person], progress: Progress | None
 def reconstruction_metrics(s2tf: S2TF, people: list[Person], embedder, e_real: np.ndarray) -> dict:
     """Stage 1's autoencoder, G(cat(f_id^v, f_ir^v)) of each real face, on people it never trained on:
     where G smears an unseen face it smears an unseen voice's too, whatever the audio side does."""
-    recon = []
-    for p in people:
-        f_id, f_ir = s2tf._encode_images([s2tf._face_crop(p.face, aligned=True)])
-        with torch.inference_mode(), s2tf._per_frame():
-            img = s2tf.model.generate(f_id, f_ir, s2tf.model.generator.make_noise(0, s2tf.device)).float()
-        recon.append(images.to_uint8(img)[0])
+    recon = [s2tf.reconstruct(p.face, aligned=True) for p in people]
     l1 = np.array([np.abs(r.astype(np.float32) - images.resize(p.face, r.shape[0]).astype(np.float32)).mean()
                    for r, p in zip(recon, people)])  # fmt: skip
     cos = M.cosine(embedder.embed_many(recon), e_real)
@@ -297,7 +310,7 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
             else None
         )
         t0 = time.perf_counter()
-        gen = _reconstruct_talk(s2tf, p.frames[0], p.voice, len(p.frames))
+        gen = reconstruct_talk(s2tf, p.frames[0], p.voice, len(p.frames))
         t_time += time.perf_counter() - t0
         t_frames += len(gen)
         gen_pts, real_pts = frame_landmarks(gen, landmarks68), frame_landmarks(p.frames, landmarks68)
@@ -305,7 +318,7 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
         if d is not None:
             lmd.append(d)
         if other is not None and other is not p:
-            shuffled = _reconstruct_talk(s2tf, p.frames[0], other.voice, len(p.frames))
+            shuffled = reconstruct_talk(s2tf, p.frames[0], other.voice, len(p.frames))
             d = _mouth_distance(frame_landmarks(shuffled, landmarks68), real_pts)
             if d is not None:
                 control.append(d)
@@ -368,20 +381,11 @@ def mouth_probe(s2tf: S2TF, people: list[Person], clips: int = 24) -> dict:
     return {"f_ir mouth R2": r2, "f_ir probe clips": len(talking)}
 
 
-def _reconstruct_talk(s2tf: S2TF, first: np.ndarray, voice: np.ndarray, n: int) -> np.ndarray:
-    from ..images import to_uint8
-
-    f_id = s2tf.face_identity(first, aligned=True)
-    f_pose = s2tf.pose_feature(first, aligned=True)
-    mel = s2tf._mel(voice)
-    out = []
-    for start in range(0, n, 16):
-        stop = min(start + 16, n)
-        with torch.inference_mode(), s2tf._per_frame():  # the precision `talk` runs in
-            f_s = s2tf.model.audio_content(s2tf.content_windows(mel, 25.0, start, stop))
-            imgs = s2tf.model.generate(f_id.expand(len(f_s), -1), f_s + f_pose).float()
-        out.append(to_uint8(imgs))
-    return np.concatenate(out)
+def reconstruct_talk(s2tf: S2TF, first: np.ndarray, voice: np.ndarray, n: int) -> np.ndarray:
+    """`n` frames of a real clip re-drawn by `talk`: identity and pose of its first frame, mouth from its audio."""
+    _, frames = s2tf.talk_frames(voice, pose=first, aligned_pose=True, face=first, aligned_face=True)
+    out = list(frames)[:n]
+    return np.stack(out + out[-1:] * (n - len(out)))
 
 
 def frame_landmarks(frames: np.ndarray, landmarks68) -> list[np.ndarray | None]:
@@ -421,7 +425,7 @@ def real_people_metrics(s2tf: S2TF, people: list[Person], held_out: set[str] = f
         "real people": len(people),
         "real gender %": float(100 * np.mean([a == b for a, b in labelled])) if labelled else float("nan"),
     }
-    if not getattr(s2tf, "can_embed_faces", True):
+    if not s2tf.can_embed_faces:
         return gender
     gender.update(real_talk_mouth(s2tf, people, fronts))
     f_a = torch.stack([s2tf.voice_identity(p.voice) for p in people])
@@ -470,7 +474,7 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
     units `progress` will count (a person's face, then a lip-sync clip), so a bar can show an ETA.
     `face_scores`: the raw `--face-voice` tree the corpus came from, for the face-score probe."""
     people = corpus_people(Path(data), split, max_people)
-    lip_sync = getattr(s2tf, "can_embed_faces", True)  # lip sync needs a face encoder for identity and pose
+    lip_sync = s2tf.can_embed_faces  # lip sync needs a face encoder for identity and pose
     if total:
         total(len(people) + (len(talking_people(people, sync_clips)) if lip_sync else 0))
     row = identity_metrics(s2tf, people, progress)
