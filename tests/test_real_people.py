@@ -445,3 +445,16 @@ def test_generator_transfer_takes_every_matching_synthesis_layer_and_starts_the_
     other = StyleGenerator(GeneratorConfig(channels=[12, 12], style_dim=16, mapping_layers=2), in_dim=5, image_size=8)
     with pytest.raises(ValueError, match="shares no synthesis block"):
         transfer_generator(other, {k: v.clone() for k, v in other.state_dict().items()}, str(tiny_weights))
+
+
+def test_a_resumed_faces_run_takes_the_recipes_learning_rates(faceset, ge2e_file, tmp_path):
+    """A GAN run may go on calmer than it began: on resume the recipe's lr replaces the checkpoint's."""
+    from s2tf_cli.training.trainer import train
+
+    cfg = _faces_config(faceset, ge2e_file)
+    train(cfg, tmp_path / "run", max_steps=2, cpu=True)
+    cfg.lr, cfg.encoder_lr = 5e-4, 1e-4
+    train(cfg, tmp_path / "run", max_steps=4, cpu=True)
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "ckpt-0000004" / "state.json").read_text())
+    assert [g["lr"] for g in meta["optimizers"]["g"]["param_groups"]] == [5e-4, 5e-4 * cfg.faces.mapping_lr, 1e-4]
+    assert [g["lr"] for g in meta["optimizers"]["d"]["param_groups"]] == [5e-4]

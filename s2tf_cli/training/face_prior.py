@@ -280,6 +280,11 @@ def train_face_prior(
         start, extra = restored
         init_steps = int(extra.get("init_steps", 0))
         log.info("resumed from step %d", start)
+        # the recipe's learning rates, not the checkpoint's: a run may go on calmer than it began
+        for group, lr in zip(opt_g.param_groups, (cfg.lr, cfg.lr * cfg.faces.mapping_lr, cfg.encoder_lr)):
+            group["lr"] = lr
+        for group in opt_d.param_groups:
+            group["lr"] = cfg.lr
         if accelerator.is_main_process:
             _truncate_logs(out, start)
     elif cfg.init:
