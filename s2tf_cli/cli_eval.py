@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -13,35 +12,17 @@ import typer
 from .cli import _progress, _setup_logging, app, err, handle_errors
 from .corpus_format import is_corpus
 from .errors import UsageError
-
-# Columns of the table, in the paper's order, then ours.
-COLUMNS = ["cosine", "cosine ±", "l1", "R@1", "R@5", "R@5 ±", "R@10", "voice R@1", "voice R@5", "voice R@5 ±", "voice R@10",
-           "AUC rand", "AUC rand ±", "AUC G", "AUC G ±", "AUC N", "AUC A", "AUC GNA", "gender %", "gender % ±",
-           "judge gender % real faces", "judge gender % blurred real faces", "age group %", "age group % ±", "KID",
-           "unseen recon cosine", "unseen recon L1", "LMD", "LMD shuffled audio",
-           "mouth-loudness corr", "mouth-loudness corr real frames", "f_ir mouth R2", "f_id^v face-score R2",
-           "f_id^a face-score R2", "sync offset 0 %", "sync offset ±1 %", "sync conf", "sync conf shuffled audio",
-           "sync offset 0 % real frames", "sync conf real frames", "real mean rank", "real held-out mean rank", "real R@1", "real gender %",
-           "real talk gap quiet", "real talk gap loud", "real talk mouth-loudness corr", "real frontal gap",
-           "faces_per_s", "frames_per_s", "device"]  # fmt: skip
+from .evaluation.catalog import HIGHER, LOWER, columns
 
 ORACLE_ROW = "label oracle"
 DIFF_ROW = "Δ"  # "Δ B − A": B's figure minus A's on the same people, ± the paired standard error
 
 
-def _fmt(v, column: str = "") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if column.endswith("±"):  # one decimal on percentages; a cosine's SE needs three
-        return f"{v:.1f}" if abs(v) >= 0.1 or v == 0 else f"{v:.3f}"
-    return f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.1f}" if isinstance(v, float) else str(v)
-
-
 def markdown_table(rows: dict[str, dict]) -> str:
-    cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
-    lines = ["| weights | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    cols = columns(rows)
+    lines = ["| weights | " + " | ".join(m.name for m in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(m.format(r.get(m.name)) for m in cols) + " |")
     return "\n".join(lines)
 
 
@@ -206,13 +187,13 @@ def _print_table(rows: dict[str, dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
-    table = Table(title="s2tf eval (higher is better except l1, KID, LMD)")
+    table = Table(title="s2tf eval (↑ higher is better, ↓ lower)")
     table.add_column("metric")
     for name in rows:
         table.add_column(name, justify="right")
-    for c in cols:
-        table.add_row(c, *(_fmt(r.get(c), c) for r in rows.values()))
+    for m in columns(rows):
+        arrow = {HIGHER: " ↑", LOWER: " ↓"}.get(m.better, "")
+        table.add_row(m.name + arrow, *(m.format(r.get(m.name)) for r in rows.values()))
     Console().print(table)
 
 

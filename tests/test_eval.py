@@ -29,6 +29,14 @@ def test_eval_writes_table_json_report_and_figures(prepared_corpus, tiny_weights
         oracle = rows.pop(f"{ORACLE_ROW} ({name})")
         assert oracle["people"] == 4 and oracle["R@5"] == oracle["voice R@5"] == 100.0 and 0 <= oracle["R@1"] <= 100
     (row,) = rows.values()
+    from s2tf_cli.evaluation.catalog import BY_NAME
+
+    unknown = sorted({k for r in (row, oracle) for k in r} - set(BY_NAME))
+    assert not unknown, f"figures the catalog does not know: {unknown}"
+    table = next(line for line in (tmp_path / "eval.md").read_text().splitlines() if line.startswith("| weights |"))
+    assert (
+        "| weights | cosine | l1 | R@1 | R@5 | R@5 ± |" in table and "trials" not in table and "real ranks" not in table
+    )
     assert row["people"] == 4
     assert -1.0 <= row["cosine"] <= 1.0 and row["l1"] >= 0
     for k in (1, 5, 10):

@@ -188,7 +188,11 @@ def test_two_process_cpu_run(prepared_corpus, tmp_path):
 
 
 RECIPES = Path(__file__).resolve().parent.parent / "configs"
-INIT_FROM_COMMAND_LINE = {"s2tf-real-faces.json", "s2tf-real-faces-transfer.json"}
+INIT_FROM_COMMAND_LINE = {
+    "s2tf-real-faces.json",
+    "s2tf-real-faces-transfer.json",
+    "experiments/s2tf-real-faces-transfer-calm.json",
+}
 FROM_SCRATCH = {
     "s2tf-cpu.json",
     "paper-voxceleb2.json",
