@@ -42,6 +42,10 @@ def test_stage_schedule():
         ("sync", "same-id"), ("finetune", "visual-id"), ("finetune", "visual-id"), ("finetune", "audio-id"),
         ("finetune", "audio-id"),
     ]  # fmt: skip
+    cfg.steps.finetune_audio_share = 0.0  # stage 3 on the photo's identity alone
+    assert {stage_at(cfg, s) for s in range(20, 30)} == {("finetune", "visual-id")}
+    cfg.steps.finetune, cfg.steps.finetune_audio_share = 5, 0.5
+    assert [stage_at(cfg, s)[1] for s in range(20, 25)] == ["visual-id"] * 2 + ["audio-id"] * 3
 
 
 def test_train_config_strict_and_partial(tmp_path):

@@ -73,6 +73,9 @@ class StageSteps:
     sync: int = 1000  # stage 2: E_id^a, E_s^a synchronised to the frozen visual encoders
     finetune: int = 500  # stage 3: everything, driven by audio features
     sync_curriculum: float = 0.5  # fraction of stage 2 before same-identity negatives join (curriculum)
+    finetune_audio_share: float = 0.5  # fraction of stage 3 that also draws from f_id^a ("audio-id"); 0 keeps
+    # stage 3 on the photo's identity, e.g. to teach E_s^a the mouth through a frozen G without asking it
+    # to mend a voice's identity as well
 
 
 @dataclass

@@ -32,7 +32,7 @@ def stage_at(cfg: TrainConfig, step: int) -> tuple[str, str]:
     if step < s.sync:
         return "sync", "other-ids" if step < s.sync * s.sync_curriculum else "same-id"
     step -= s.sync
-    return "finetune", "visual-id" if step < s.finetune // 2 else "audio-id"
+    return "finetune", "visual-id" if step < int(s.finetune * (1 - s.finetune_audio_share)) else "audio-id"
 
 
 def novel_identities(f_id: torch.Tensor, max_angle: float) -> torch.Tensor:
