@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
-from s2tf_cli.cli_eval import DIFF_ROW, ORACLE_ROW
+from s2tf_cli.cli.eval import DIFF_ROW, ORACLE_ROW
 
 runner = CliRunner()
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -45,8 +45,9 @@ def test_baseline_trains_both_phases_and_resumes(baseline_run):
 
 
 def test_exported_baseline_loads_strictly_and_draws_faces(baseline_run, tmp_path, voices):
-    from s2tf_cli.baselines.voice2face import Voice2FacePipeline, load_pipeline
+    from s2tf_cli.baselines.voice2face import Voice2FacePipeline
     from s2tf_cli.errors import UsageError
+    from s2tf_cli.loader import load
 
     out = tmp_path / "v2f"
     result = runner.invoke(app, ["export", str(baseline_run), str(out)])
@@ -54,7 +55,7 @@ def test_exported_baseline_loads_strictly_and_draws_faces(baseline_run, tmp_path
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["architecture"] == "voice2face" and cfg["trained_steps"] == 6
     assert "estimate" in (out / "README.md").read_text()
-    pipe = load_pipeline(str(out), device="cpu")
+    pipe = load(str(out), device="cpu")
     assert isinstance(pipe, Voice2FacePipeline) and not pipe.can_embed_faces
     a, b = pipe.face(voices["low"])[0], pipe.face(voices["low"])[0]
     assert a.shape == (32, 32, 3) and a.dtype == np.uint8
@@ -100,8 +101,8 @@ def test_baseline_weights_with_a_stray_tensor_are_refused(baseline_run, tmp_path
     import torch
     from safetensors.torch import load_file, save_file
 
-    from s2tf_cli.baselines.voice2face import load_pipeline
     from s2tf_cli.errors import WeightsError
+    from s2tf_cli.loader import load
 
     out = tmp_path / "v2f"
     assert runner.invoke(app, ["export", str(baseline_run), str(out)]).exit_code == 0
@@ -109,7 +110,7 @@ def test_baseline_weights_with_a_stray_tensor_are_refused(baseline_run, tmp_path
     state["extra.weight"] = torch.zeros(3)
     save_file(state, str(out / "model.safetensors"))
     with pytest.raises(WeightsError, match="1 unexpected"):
-        load_pipeline(str(out), device="cpu")
+        load(str(out), device="cpu")
 
 
 @pytest.mark.slow

@@ -254,9 +254,9 @@ def test_a_missing_extra_names_what_to_install(monkeypatch, capsys):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_dlib)
-    from s2tf_cli.data.animate import landmarks68
+    from s2tf_cli.judges.landmarks import landmarks68
 
-    monkeypatch.setattr("s2tf_cli.data.animate._detector", None)
+    monkeypatch.setattr("s2tf_cli.judges.landmarks._detector", None)
     with pytest.raises(typer.Exit) as exit_info:
         handle_errors(lambda: landmarks68(np.zeros((8, 8, 3), np.uint8)))()
     assert exit_info.value.exit_code == 2

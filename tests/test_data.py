@@ -10,7 +10,6 @@ from conftest import speechlike
 from s2tf_cli.data.animate import (
     FaceAnimator,
     HeadDrift,
-    landmarks68,
     openness_from_envelope,
     openness_from_phonemes,
     phoneme_openness,
@@ -20,6 +19,7 @@ from s2tf_cli.data.prepare import PrepareOptions, find_clips, prepare_corpus, sp
 from s2tf_cli.data.sources import Identity, face_identities, real_voice_identities
 from s2tf_cli.data.voices import face_directions, face_scores, speak, voice_profile
 from s2tf_cli.images import load_image
+from s2tf_cli.judges.landmarks import landmarks68
 
 
 def test_espeak_reports_phonemes_in_order():
@@ -200,7 +200,7 @@ def test_synth_uses_photos_whose_mouth_is_closed(pose_image, tmp_path):
     from PIL import Image
 
     from s2tf_cli.data.synth import PARTED_MOUTH, SynthOptions, rest_photos, synth_corpus
-    from s2tf_cli.evaluation.metrics import mouth_opening
+    from s2tf_cli.judges.landmarks import mouth_opening
 
     faces = tmp_path / "faces"
     for name in ("id0001", "id0002", "id0003"):

@@ -45,13 +45,14 @@ def test_default_draws_deterministic_distinct_faces(monkeypatch):
 
 
 def test_embedded_baseline_is_pinned_and_loads_as_the_voice2face_pipeline():
-    from s2tf_cli.baselines.voice2face import Voice2FacePipeline, load_pipeline
+    from s2tf_cli.baselines.voice2face import Voice2FacePipeline
     from s2tf_cli.errors import WeightsError
+    from s2tf_cli.loader import load
     from s2tf_cli.pipeline import S2TF
 
     source = resolve("voice2face-cpu")
     assert source.kind == "embedded" and source.sha256 == REGISTRY["voice2face-cpu"].sha256
-    pipe = load_pipeline("voice2face-cpu", device="cpu")
+    pipe = load("voice2face-cpu", device="cpu")
     assert isinstance(pipe, Voice2FacePipeline) and pipe.cfg.trained_steps > 0
     face = pipe.face(EXAMPLES / "voice_b.wav")[0]
     assert face.shape == (pipe.cfg.image_size, pipe.cfg.image_size, 3) and face.std() > 10

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
-from s2tf_cli.cli_eval import ORACLE_ROW
+from s2tf_cli.cli.eval import ORACLE_ROW
 
 runner = CliRunner()
 
@@ -87,9 +87,9 @@ def test_held_out_real_people_are_marked(prepared_corpus, face_folders, tmp_path
 
 
 def test_mouth_landmark_distance_measures_pixels(pose_image):
-    from s2tf_cli.data.animate import landmarks68
     from s2tf_cli.evaluation.protocol import _mouth_distance, frame_landmarks
     from s2tf_cli.images import load_image, resize
+    from s2tf_cli.judges.landmarks import landmarks68
 
     face = resize(load_image(pose_image), 128)
     shifted = np.roll(face, 4, axis=0)  # the whole face 4 px lower
@@ -150,7 +150,7 @@ def test_evaluation_announces_how_much_it_will_count(prepared_corpus, pipeline):
 
 
 def test_paired_rows_compare_each_later_model_with_the_first_on_the_same_people():
-    from s2tf_cli.cli_eval import DIFF_ROW, paired_rows
+    from s2tf_cli.cli.eval import DIFF_ROW, paired_rows
 
     people = ["p0", "p1", "p2", "p3"]
     hits = lambda *v: (np.array(v, float), None)  # noqa: E731
@@ -232,8 +232,8 @@ def test_unseen_reconstruction_scores_a_perfect_and_a_blank_autoencoder(prepared
     L1 0; G returning mid-grey gives the faces' mean distance from grey."""
     import torch
 
-    from s2tf_cli.evaluation.embedder import FaceEmbedder
     from s2tf_cli.evaluation.protocol import corpus_people, reconstruction_metrics
+    from s2tf_cli.judges.embedder import FaceEmbedder
     from s2tf_cli.pipeline import S2TF
 
     s2tf = S2TF.from_pretrained(str(tiny_weights), device="cpu")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from s2tf_cli.evaluation import metrics as M
+from s2tf_cli.judges.landmarks import mouth_opening
 
 
 def test_identical_embeddings_give_cosine_one_and_l1_zero():
@@ -119,9 +120,9 @@ def test_best_offset_and_confidence():
 
 def test_independent_judges_on_real_faces(pose_image):
     """The embedder separates people and the attribute classifier reads a face; both accept small crops."""
-    from s2tf_cli.evaluation.attributes import AttributeClassifier, age_group
-    from s2tf_cli.evaluation.embedder import FaceEmbedder
     from s2tf_cli.images import load_image, resize
+    from s2tf_cli.judges.attributes import AttributeClassifier, age_group
+    from s2tf_cli.judges.embedder import FaceEmbedder
 
     face = load_image(pose_image)
     emb = FaceEmbedder()
@@ -154,9 +155,9 @@ def _mouth(gap: float, width: float = 40.0) -> np.ndarray:
 
 
 def test_mouth_opening_is_gap_over_width_at_any_scale():
-    assert M.mouth_opening(_mouth(0.0)) == 0.0
-    assert M.mouth_opening(_mouth(10.0)) == pytest.approx(0.25)
-    assert M.mouth_opening(_mouth(10.0) * 3) == pytest.approx(0.25)  # a larger face, the same opening
+    assert mouth_opening(_mouth(0.0)) == 0.0
+    assert mouth_opening(_mouth(10.0)) == pytest.approx(0.25)
+    assert mouth_opening(_mouth(10.0) * 3) == pytest.approx(0.25)  # a larger face, the same opening
 
 
 def test_frame_loudness_and_correlation():
@@ -188,8 +189,8 @@ def test_judge_on_real_faces_scores_sharp_and_blurred_photos():
     """A judge that calls soft faces women: full marks on the sharp photos, none for the blurred men."""
     import cv2
 
-    from s2tf_cli.evaluation.attributes import Attributes
     from s2tf_cli.evaluation.protocol import Person, judge_on_real_faces
+    from s2tf_cli.judges.attributes import Attributes
 
     def judge(image):
         sharp = cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() > 500

@@ -115,7 +115,7 @@ def test_old_expert_format_is_refused(tmp_path):
 
 
 def test_embedded_expert_is_found_by_name_and_loads(prepared_corpus, tmp_path, monkeypatch):
-    from s2tf_cli.cli_eval import _expert_folder
+    from s2tf_cli.cli.eval import _expert_folder
     from s2tf_cli.hub import embedded_root
 
     embedded = embedded_root() / "syncnet-cpu"

@@ -309,7 +309,7 @@ def test_visual_batches_skip_the_audio_but_draw_the_same_frames(prepared_corpus)
 def test_audio_augmentation_keeps_length_and_range_and_follows_its_generator():
     import numpy as np
 
-    from s2tf_cli.training import augment
+    from s2tf_cli import augment
 
     rng = np.random.default_rng(0)
     wave = (0.3 * np.sin(np.arange(16000) * 0.05) + 0.05 * rng.standard_normal(16000)).astype(np.float32)

@@ -175,10 +175,3 @@ class Voice2FacePipeline:
         with torch.inference_mode():
             img = self.model.generator(e[None])
         return [to_uint8(img)[0]] * n_samples
-
-
-def load_pipeline(spec: str | None, device: str = "auto"):
-    """S2TF or the baseline, whichever the folder holds (`s2tf_cli.loader.load`)."""
-    from ..loader import load
-
-    return load(spec, device)

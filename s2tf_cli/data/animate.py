@@ -9,13 +9,10 @@ frame is rotated, shifted and scaled by a slow random drift.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import MissingDependencyError
 from ..images import soft_pad
 from .espeak import Phoneme
 
@@ -63,35 +60,6 @@ def openness_from_envelope(wave: np.ndarray, sample_rate: int, fps: float) -> np
     floor, top = np.percentile(db, 10), np.percentile(db, 95)
     level = np.clip((db - floor - 6) / max(top - floor - 6, 1e-3), 0, 1)
     return _smooth(np.sqrt(level).astype(np.float32))
-
-
-# ---------------------------------------------------------------------------------- landmarks
-_detector = None
-_predictor = None
-
-
-def _landmark_model() -> str:
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("the synthetic corpus needs dlib's landmarks: pip install 's2tf[data]'")
-    root = list(spec.submodule_search_locations)[0]
-    return os.path.join(root, "models", "shape_predictor_68_face_landmarks.dat")
-
-
-def landmarks68(image: np.ndarray) -> np.ndarray | None:
-    """(68, 2) dlib landmarks of the largest face, or None."""
-    global _detector, _predictor
-    import dlib
-
-    if _detector is None:
-        _detector = dlib.get_frontal_face_detector()
-        _predictor = dlib.shape_predictor(_landmark_model())
-    faces = _detector(image, 1)
-    if not faces:
-        return None
-    face = max(faces, key=lambda r: r.width() * r.height())
-    shape = _predictor(image, face)
-    return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
 
 # ------------------------------------------------------------------------------------ drawing

@@ -28,7 +28,7 @@ SAMPLE_RATE = 16000
 FRAME_SIZE = 224
 LEAD_SILENCE = 0.25  # seconds of silence around each synthetic sentence (mouth closed)
 DONE = ".done"
-# Inner-lip gap over mouth width (`metrics.mouth_opening`) of the photo at rest. Silence keeps the photo's
+# Inner-lip gap over mouth width (`judges.landmarks.mouth_opening`) of the photo at rest. Silence keeps the photo's
 # own mouth, so a smiling or talking photo would teach "open mouth = silence": photos with closed lips
 # are used first, then slightly parted ones; more open photos are not used.
 CLOSED_MOUTH = 0.06
@@ -77,8 +77,7 @@ Usable = tuple[Path, np.ndarray, np.ndarray]  # photo, its pixels, its 68 landma
 def rest_photos(photos: list[Path], needed: int, most_open: float = PARTED_MOUTH) -> list[Usable]:
     """Up to `needed` (photo, image, landmarks) whose mouth is closed at rest, in the given order,
     topped up with the least open of those open at most `most_open`."""
-    from ..evaluation.metrics import mouth_opening
-    from .animate import landmarks68
+    from ..judges.landmarks import landmarks68, mouth_opening
 
     closed, parted = [], []
     for photo in photos:
@@ -103,7 +102,7 @@ def rest_photos(photos: list[Path], needed: int, most_open: float = PARTED_MOUTH
 def apparent_gender(image: np.ndarray) -> str | None:
     """The face's apparent gender by the independent classifier (`s2tf[eval]`), for people without a
     gender label, so that their synthetic voice still matches their face; None when not installed."""
-    from ..evaluation.attributes import AttributeClassifier
+    from ..judges.attributes import AttributeClassifier
 
     try:
         classifier = AttributeClassifier()
@@ -115,7 +114,7 @@ def apparent_gender(image: np.ndarray) -> str | None:
 
 def face_voice_scores(images: list[np.ndarray]) -> np.ndarray:
     """The face scores (`voices.face_scores`) of one person's photos, by dlib's embedder (`s2tf[data]`)."""
-    from ..evaluation.embedder import FaceEmbedder
+    from ..judges.embedder import FaceEmbedder
     from .voices import face_scores
 
     return face_scores(FaceEmbedder().embed_many(images))

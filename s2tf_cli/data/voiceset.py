@@ -94,7 +94,7 @@ def build_voiceset(folders: list[Path], out: Path, model, augmented: int = 2, se
     from safetensors.torch import save_file
 
     from .. import audio as audio_io
-    from ..training import augment
+    from .. import augment
 
     clips = [c for folder in folders for c in clips_in(folder)]
     if not clips:

@@ -87,7 +87,7 @@ def write_figures(s2tf, folder: Path, people, generated, reals) -> list[Path]:
         save("retrieval.png", retrieval_sheet(s2tf, people))
     clip = next((p for p in people if p.frames is not None and len(p.frames) > 10), None) if shared else None
     if clip is not None:
-        from ..data.animate import landmarks68
+        from ..judges.landmarks import landmarks68
         from . import metrics as M
         from .protocol import frame_landmarks, mouth_openings
 

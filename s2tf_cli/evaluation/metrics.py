@@ -129,15 +129,6 @@ def landmark_distance(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(truth, np.float64), axis=-1).mean())
 
 
-def mouth_opening(points: np.ndarray) -> float:
-    """Inner-lip gap over mouth width from dlib's 68 landmarks (pairs 61-67, 62-66, 63-65 over corners
-    48-54): 0 for closed lips, ~0.3-0.5 wide open, whatever the face's size in the frame."""
-    p = np.asarray(points, np.float64)
-    gap = np.mean([np.linalg.norm(p[a] - p[b]) for a, b in ((61, 67), (62, 66), (63, 65))])
-    width = np.linalg.norm(p[48] - p[54])
-    return float(gap / width) if width > 0 else float("nan")
-
-
 def frame_loudness(wave: np.ndarray, frames: int) -> np.ndarray:
     """RMS of the audio under each of `frames` equal spans (one per video frame)."""
     hop = len(wave) / frames

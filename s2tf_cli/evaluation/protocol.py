@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 from .. import images
 from ..corpus_format import read_manifest
+from ..judges.attributes import AttributeClassifier, age_group
+from ..judges.landmarks import mouth_opening
 from ..pipeline import S2TF
 from . import metrics as M
-from .attributes import AttributeClassifier, age_group
 
 Progress = Callable[[int], None]
 
@@ -178,7 +179,7 @@ def label_oracle_metrics(people: list[Person] | list[Labels], keys: tuple[str, .
 
 def identity_metrics(s2tf: Scored, people: list[Person], progress: Progress | None = None) -> dict:
     """Voice -> face identity (independent embedder), retrieval, matching AUC, attributes, quality, speed."""
-    from .embedder import FaceEmbedder
+    from ..judges.embedder import FaceEmbedder
 
     embedder, judge = FaceEmbedder(), AttributeClassifier()
     t0 = time.perf_counter()
@@ -295,7 +296,7 @@ def lip_sync_metrics(s2tf: S2TF, people: list[Person], clips: int, seed: int = 0
                      progress: Progress | None = None) -> dict:  # fmt: skip
     """LMD: mouth landmarks of frames generated with the real first frame's identity and pose plus the
     clip's audio, against the real frames; and the same with another clip's audio (control)."""
-    from ..data.animate import landmarks68
+    from ..judges.landmarks import landmarks68
 
     talking = talking_people(people, clips)
     if not talking:
@@ -406,8 +407,8 @@ def _mouth_distance(gen: list[np.ndarray | None], real: list[np.ndarray | None])
 
 
 def mouth_openings(points: list[np.ndarray | None]) -> np.ndarray:
-    """Per frame inner-lip gap / mouth width (`metrics.mouth_opening`), NaN where no face was found."""
-    return np.array([M.mouth_opening(p) if p is not None else np.nan for p in points])
+    """Per frame inner-lip gap / mouth width (`judges.landmarks.mouth_opening`), NaN where no face was found."""
+    return np.array([mouth_opening(p) if p is not None else np.nan for p in points])
 
 
 def _up(image: np.ndarray) -> np.ndarray:
@@ -450,7 +451,7 @@ def real_talk_mouth(s2tf: S2TF, people: list[Person], fronts: list[np.ndarray]) 
     """`talk` on each real recording, posed by the person's own photo: the inner-lip gap (of the mouth
     width) in quiet and loud frames, its correlation with loudness, and the gap of the frontal face
     (`fronts`: each person's face from the voice, already drawn for the gender check)."""
-    from ..data.animate import landmarks68
+    from ..judges.landmarks import landmarks68
 
     quiet, loud, corr, rest = [], [], [], []
     for p, front in zip(people, fronts):

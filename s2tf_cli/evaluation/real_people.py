@@ -98,7 +98,7 @@ class PoseJudge:
     """dlib's 68 landmarks on a 256-px upscale of a face crop; None where no face is found."""
 
     def __init__(self) -> None:
-        from ..data.animate import landmarks68
+        from ..judges.landmarks import landmarks68
 
         self._landmarks = landmarks68
 
@@ -148,8 +148,8 @@ def evaluate_people(s2tf, people: list[RealPerson], embedder=None, judge=None, p
                     progress: Callable[[int], None] | None = None) -> dict:  # fmt: skip
     """Every figure of the module docstring for one loaded model (`S2TF`)."""
     from ..images import load_image
-    from .attributes import AttributeClassifier
-    from .embedder import FaceEmbedder
+    from ..judges.attributes import AttributeClassifier
+    from ..judges.embedder import FaceEmbedder
 
     embedder = embedder or FaceEmbedder()
     judge = judge or AttributeClassifier()
@@ -228,8 +228,8 @@ def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None
     output against the real speaker's (lip sync), with the clip's audio reversed as the control. Medians
     over clips."""
     from .. import audio as audio_io
-    from ..data.animate import landmarks68
     from ..face_track import read_video
+    from ..judges.landmarks import landmarks68
     from .protocol import frame_landmarks, mouth_openings
 
     pose_judge = pose_judge or PoseJudge()

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import augment
 from ..corpus_format import read_manifest
-from . import augment
 
 
 @dataclass

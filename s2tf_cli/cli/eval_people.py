@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from .cli import _progress, _setup_logging, app, err, handle_errors
-from .errors import UsageError
+from ..errors import UsageError
+from .common import _progress, _setup_logging, app, err, handle_errors
 
 # (column, key in the results, format); the issue's targets are read off these.
 COLUMNS = [
@@ -81,9 +81,9 @@ def eval_people_cmd(
     """Score weights on real people no training saw (gender, retrieval, realism, variety, pose), with
     judges that are not part of the model."""
     _setup_logging(verbose)
-    from .evaluation.metrics import paired_difference
-    from .evaluation.real_people import comparison_grid, evaluate_people, talking_figures, validation_people
-    from .pipeline import S2TF
+    from ..evaluation.metrics import paired_difference
+    from ..evaluation.real_people import comparison_grid, evaluate_people, talking_figures, validation_people
+    from ..pipeline import S2TF
 
     for folder in (s2f, ravdess, talking):
         if folder is not None and not folder.is_dir():
@@ -144,8 +144,8 @@ def eval_people_cmd(
             head + table + ("\n\nPaired differences (± bootstrap SE):\n\n" + "\n".join(deltas) if deltas else "") + "\n"
         )
     if grid_out:
-        from .images import png_bytes
-        from .outputs import write_bytes_atomic
+        from ..images import png_bytes
+        from ..outputs import write_bytes_atomic
 
         grid_out.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(grid_out, png_bytes(comparison_grid(scored, faces), {"s2tf:synthetic": "true"}))

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .cli import _progress, _setup_logging, app, err, handle_errors
-from .corpus_format import is_corpus
-from .errors import UsageError
+from ..corpus_format import is_corpus
+from ..errors import UsageError
+from .common import _progress, _setup_logging, app, err, handle_errors
 
 data_app = typer.Typer(help="Build a training corpus: synthesise one, or prepare any VoxCeleb2-layout tree.",
                        no_args_is_help=True)  # fmt: skip
@@ -51,7 +51,7 @@ def data_synth(
 ) -> None:
     """Synthesise a talking-face corpus: real face photos, espeak-ng voices, mouths moving with speech."""
     _setup_logging(verbose)
-    from .data.synth import SynthOptions, choose_identities, synth_corpus
+    from ..data.synth import SynthOptions, choose_identities, synth_corpus
 
     if not faces and not real_voices:
         raise UsageError("give at least one --faces or --real-voices folder")
@@ -85,7 +85,7 @@ def data_prepare(
 ) -> None:
     """Detect and crop faces per frame, resample to 25 fps and 16 kHz, split by identity (resumable)."""
     _setup_logging(verbose)
-    from .data.prepare import PrepareOptions, find_clips, prepare_corpus
+    from ..data.prepare import PrepareOptions, find_clips, prepare_corpus
 
     if not root.is_dir():
         raise UsageError(f"{root}: no such folder")
@@ -123,7 +123,7 @@ def data_photos(
 ) -> None:
     """Crop face photos (no voices) into a corpus for stage 1's `extra_faces`: more people for G."""
     _setup_logging(verbose)
-    from .data.photos import PhotoOptions, photo_people, prepare_photos
+    from ..data.photos import PhotoOptions, photo_people, prepare_photos
 
     if len(folders) < 2:
         raise UsageError("give at least one face folder and then the output folder")
@@ -158,7 +158,7 @@ def data_faces(
     """Crop every face photo into one array (faces.npy + faces.csv) for the GAN stage; validation people
     are marked and never trained on."""
     _setup_logging(verbose)
-    from .data.faceset import build_faceset, photos_in
+    from ..data.faceset import build_faceset, photos_in
 
     if len(folders) < 2:
         raise UsageError("give at least one face folder and then the output folder")
@@ -193,10 +193,10 @@ def data_voices(
     """GE2E d-vectors of every real voice's identity windows, for training E_id^a's head; validation people
     are marked and never trained on."""
     _setup_logging(verbose)
-    from .config import ConfigError, preset
-    from .data.voiceset import build_voiceset, clips_in
-    from .models.s2tf import S2TFModel
-    from .training.trainer import load_speaker_backbone
+    from ..config import ConfigError, preset
+    from ..data.voiceset import build_voiceset, clips_in
+    from ..models.s2tf import S2TFModel
+    from ..training.trainer import load_speaker_backbone
 
     if len(folders) < 2:
         raise UsageError("give at least one voice folder and then the output folder")
@@ -231,7 +231,7 @@ def data_ge2e(
     ] = None,
 ) -> None:
     """The pretrained GE2E speaker encoder (resemblyzer) as safetensors, for E_id^a's 'ge2e' backbone."""
-    from .data.ge2e import export_ge2e
+    from ..data.ge2e import export_ge2e
 
     if out.suffix != ".safetensors":
         raise UsageError(f"{out}: the output must be a .safetensors file")
@@ -283,13 +283,13 @@ def train_cmd(
 ) -> None:
     """Train the three stages (visual, audio-visual sync, finetune); resumes from the run folder."""
     _setup_logging(verbose)
-    from .config import ConfigError
-    from .training.config import TrainConfig
-    from .training.trainer import train
+    from ..config import ConfigError
+    from ..training.config import TrainConfig
+    from ..training.trainer import train
 
     if not config.is_file():
         raise UsageError(f"{config}: no such file")
-    from .baselines.train_voice2face import is_baseline_recipe
+    from ..baselines.train_voice2face import is_baseline_recipe
 
     if is_baseline_recipe(config):
         return _train_baseline(config, out, corpus, max_steps, cpu, seed)
@@ -326,9 +326,9 @@ def _train_baseline(
     config: Path, out: Path, corpus: Path | None, max_steps: int | None, cpu: bool, seed: int | None = None
 ) -> None:
     """The Voice2Face-style comparison model (a recipe with `"baseline": "voice2face"`)."""
-    from .baselines.train_voice2face import Voice2FaceRecipe, train_voice2face
-    from .config import ConfigError
-    from .pipeline import select_device
+    from ..baselines.train_voice2face import Voice2FaceRecipe, train_voice2face
+    from ..config import ConfigError
+    from ..pipeline import select_device
 
     try:
         recipe = Voice2FaceRecipe.load(config)
@@ -359,8 +359,8 @@ def export_cmd(
     out: Annotated[Path, typer.Argument(help="Weights folder to write (config.json, model.safetensors, README.md).")],
 ) -> None:
     """Turn a training checkpoint into a weights folder that `--weights` accepts."""
-    from .baselines.train_voice2face import export_voice2face, is_baseline_recipe
-    from .training.export import export
+    from ..baselines.train_voice2face import export_voice2face, is_baseline_recipe
+    from ..training.export import export
 
     if not checkpoint.exists():
         raise UsageError(f"{checkpoint}: no such checkpoint or run folder")

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .cli import IMAGE_SUFFIXES, DeviceOpt, VerboseOpt, WeightsOpt, _load, _setup_logging, app, err, handle_errors
-from .errors import UsageError
+from ..errors import UsageError
+from .common import IMAGE_SUFFIXES, DeviceOpt, VerboseOpt, WeightsOpt, _load, _setup_logging, app, err, handle_errors
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -33,7 +33,7 @@ def serve(
     try:
         import uvicorn
 
-        from .web.app import ServeLimits, create_app
+        from ..web.app import ServeLimits, create_app
     except ImportError as exc:
         raise UsageError(f"`s2tf serve` needs the web extra: pip install 's2tf[web]' ({exc.name} is missing)") from None
     if not 0 < port < 65536:

@@ -1,17 +1,8 @@
-"""The `s2tf` command: a thin Typer layer over `S2TF` (parse, validate, call, print).
-
-Heavy imports (torch, librosa, cv2) happen inside the commands so `s2tf --help` is instant.
-Results go to stdout; progress, warnings and errors go to stderr. A user error prints one line
-and exits with the code documented in `errors.py`; it never prints a traceback.
-"""
+"""The jobs users run: `face`, `talk`, `retrieve`, and the weights commands `download`, `info`, `push`."""
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -19,117 +10,25 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__
-from .errors import InputError, S2TFError, UsageError, missing_dependency
-
-app = typer.Typer(
-    name="s2tf",
-    help="Picture a person, and make them talk, from a clip of their speech (Speech2Talking-Face). "
-    "Outputs are estimates, never identifications, and are stamped as synthetic.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
+from .. import __version__
+from ..errors import InputError, S2TFError, UsageError
+from .common import (
+    IMAGE_SUFFIXES,
+    CacheOpt,
+    DeviceOpt,
+    PoseOpt,
+    PrecisionOpt,
+    SeedOpt,
+    VerboseOpt,
+    WeightsOpt,
+    _load,
+    _progress,
+    _setup_logging,
+    app,
+    err,
+    handle_errors,
+    log,
 )
-
-err = Console(stderr=True)
-log = logging.getLogger("s2tf_cli")
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm"}
-
-WeightsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--weights", "-w", envvar="S2TF_WEIGHTS", help="Registry name, Hub id org/name[@revision], or a folder."
-    ),
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="auto (bf16 where the CPU/GPU has it natively), fp32 or bf16.")
-]
-CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face cache folder.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Vary the sample; omit for the deterministic estimate.")]
-PoseOpt = Annotated[Path | None, typer.Option("--pose", help="Reference face image whose head pose is kept.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail to stderr.")]
-
-
-class _LevelFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
-
-
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LevelFormatter())
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Turn user errors into one line on stderr and a documented exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except S2TFError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except Exception as exc:  # a bug, not a user error: one line, the traceback only with --verbose
-            missing = missing_dependency(exc) if isinstance(exc, ModuleNotFoundError) else None
-            if missing is not None:  # an optional package: the extra to install
-                err.print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False, markup=True, soft_wrap=True)
-                raise typer.Exit(missing.exit_code) from None
-            if logging.getLogger().isEnabledFor(logging.INFO):
-                err.print_exception()
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            err.print(
-                f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first)} (rerun with --verbose for details)",
-                highlight=False, markup=True, soft_wrap=True,
-            )  # fmt: skip
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    if not err.is_terminal:  # a log file: rich would draw nothing (and end with a blank line)
-        from .progress import LogProgress
-
-        return LogProgress(err)
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True,
-    )  # fmt: skip
-
-
-def _load(weights, device: str, cache_dir: Path | None = None, precision: str = "auto"):
-    """`weights`: what --weights said, or an already resolved `WeightsSource`."""
-    from .pipeline import S2TF
-
-    with err.status("loading model", spinner="dots"):
-        return S2TF.from_pretrained(weights, device=device, cache_dir=cache_dir, precision=precision)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"s2tf {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    pass
 
 
 @app.command()
@@ -149,13 +48,13 @@ def face(
 ) -> None:
     """A frontal face (or one in the pose of --pose) estimated from the voice."""
     _setup_logging(verbose)
-    from .outputs import check_output
+    from ..outputs import check_output
 
     if n_samples < 1:
         raise UsageError(f"--n-samples must be at least 1, not {n_samples}")
     if size is not None and not (16 <= size <= 4096):
         raise UsageError(f"--size must be between 16 and 4096, not {size}")
-    from .audio import check_readable
+    from ..audio import check_readable
 
     for v in voices:
         check_readable(v)
@@ -172,8 +71,8 @@ def face(
         check_output(t, (".png",))
 
     model = _load(weights, device, precision=precision)
-    from . import images
-    from .outputs import provenance, write_bytes_atomic
+    from .. import images
+    from ..outputs import provenance, write_bytes_atomic
 
     meta = provenance(model.weights_label, "face")
     refused: list[InputError] = []
@@ -226,8 +125,8 @@ def talk(
 ) -> None:
     """The voice's face talking, lip-synced, as an H.264 MP4 with the voice as its sound track."""
     _setup_logging(verbose)
-    from .audio import check_readable
-    from .outputs import check_output
+    from ..audio import check_readable
+    from ..outputs import check_output
 
     check_readable(voice)
     if pose is not None and not pose.is_file():
@@ -260,7 +159,7 @@ def _gallery_files(folder: Path) -> list[Path]:
 
 def _cached_answer(voice: Path, files: list[Path], source, aligned: bool):
     """(matches, skipped) from the gallery and voice indexes when they hold everything, else None."""
-    from .gallery_index import cached_retrieval
+    from ..gallery_index import cached_retrieval
 
     answer = cached_retrieval(voice, files, source.sha256, aligned) if source.sha256 else None
     log.info("repeat query: answered from the index" if answer else "query: loading the model")
@@ -296,8 +195,8 @@ def retrieve(
 ) -> None:
     """Rank the faces in your own gallery by how well they match the voice (identity space cosine)."""
     _setup_logging(verbose)
-    from .audio import check_readable
-    from .outputs import check_output
+    from ..audio import check_readable
+    from ..outputs import check_output
 
     check_readable(voice)
     if top_k < 1:
@@ -307,7 +206,7 @@ def retrieve(
     files = _gallery_files(gallery)
     if not files:
         raise UsageError(f"{gallery}: no image files found")
-    from .hub import resolve
+    from ..hub import resolve
 
     source = resolve(weights)  # checked once: its sha256 keys the indexes, and the model loads from it
     answer = _cached_answer(voice, files, source, aligned) if cache and sheet is None else None
@@ -340,9 +239,9 @@ def retrieve(
             table.add_row(str(m.rank), f"{m.score:.3f}", str(m.path))
         Console().print(table)
     if sheet is not None:
-        from .images import png_bytes
-        from .outputs import provenance, write_bytes_atomic
-        from .sheets import contact_sheet
+        from ..images import png_bytes
+        from ..outputs import provenance, write_bytes_atomic
+        from ..sheets import contact_sheet
 
         img = contact_sheet(matches[:top_k], model.cfg.image_size)
         write_bytes_atomic(sheet, png_bytes(img, provenance(model.weights_label, "retrieve")))
@@ -356,7 +255,7 @@ def download(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Fetch weights into the Hugging Face cache (for offline use later)."""
-    from .hub import resolve
+    from ..hub import resolve
 
     with err.status(f"fetching {weights}", spinner="dots"):
         source = resolve(weights, cache_dir=cache_dir)
@@ -368,8 +267,8 @@ def download(
 def info(weights: WeightsOpt = None, device: DeviceOpt = "auto", cache_dir: CacheOpt = None) -> None:
     """Which weights would be used, their preset, sizes, revision and checksum, and the device. Reads the
     weights folder only: neither torch nor the model is loaded."""
-    from .errors import WeightsError
-    from .hub import folder_info, resolve
+    from ..errors import WeightsError
+    from ..hub import folder_info, resolve
 
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
@@ -406,7 +305,7 @@ def push(
     private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
 ) -> None:
     """Publish a weights folder to the Hugging Face Hub."""
-    from .hub import push_folder
+    from ..hub import push_folder
 
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder")
@@ -417,15 +316,3 @@ def push(
     except Exception as exc:  # network and authentication errors from huggingface_hub
         raise UsageError(f"{repo_id}: push failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     typer.echo(f"{repo_id}@{revision}")
-
-
-from . import cli_eval, cli_eval_people, cli_serve, cli_train  # noqa: E402,F401  (register data, train, export, eval, serve on `app`)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point; `argv` lets tests call the real CLI in-process."""
-    app(args=argv, prog_name="s2tf")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from .cli import _progress, _setup_logging, app, err, handle_errors
-from .corpus_format import is_corpus
-from .errors import UsageError
-from .evaluation.catalog import HIGHER, LOWER, columns
+from ..corpus_format import is_corpus
+from ..errors import UsageError
+from ..evaluation.catalog import HIGHER, LOWER, columns
+from .common import _progress, _setup_logging, app, err, handle_errors
 
 ORACLE_ROW = "label oracle"
 DIFF_ROW = "Δ"  # "Δ B − A": B's figure minus A's on the same people, ± the paired standard error
@@ -85,8 +85,8 @@ def eval_cmd(
 ) -> None:
     """Score weights on held-out identities: identity, retrieval, matching AUC, attributes, lip sync, speed."""
     _setup_logging(verbose)
-    from .baselines.voice2face import load_pipeline
-    from .evaluation.protocol import evaluate
+    from ..evaluation.protocol import evaluate
+    from ..loader import load
 
     _require_corpus(data)
     syncnet = _expert_folder(syncnet) if syncnet is not None else None
@@ -95,13 +95,13 @@ def eval_cmd(
     if real_voices is not None and not real_voices.is_dir():
         raise UsageError(f"{real_voices}: no such folder")
     if face_scores is not None:
-        from .evaluation.face_voice import face_scores as read_scores
+        from ..evaluation.face_voice import face_scores as read_scores
 
         read_scores(face_scores)  # a wrong folder fails before any model is loaded
     rows: dict[str, dict] = {}
     folders: list[Path] = []
     for spec in weights or [None]:
-        model = load_pipeline(spec, device=device)
+        model = load(spec, device=device)
         if model.source is not None:
             folders.append(model.source.folder)
         with _progress() as bar:
@@ -116,7 +116,7 @@ def eval_cmd(
     per_person = {name: (row.pop("_people", None), row.pop("_per_person", {})) for name, row in rows.items()}
     rows.update(paired_rows(per_person))
     if label_oracle:
-        from .evaluation.protocol import ORACLES, corpus_labels, label_oracle_metrics
+        from ..evaluation.protocol import ORACLES, corpus_labels, label_oracle_metrics
 
         people = corpus_labels(data, split, max_people)  # labels only: no clip decoded again
         for name, keys in ORACLES.items():
@@ -130,7 +130,7 @@ def eval_cmd(
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(f"# s2tf eval: `{data.name}`, split {split}\n\n{table}\n")
     if update_card:
-        from .modelcard import set_section
+        from ..modelcard import set_section
 
         body = (f"`s2tf eval {data.name} --split {split}` ({next(iter(rows.values()))['people']} held-out identities; "
                 f"metrics defined in the s2tf docs, docs/evaluation.md):\n\n{table}")  # fmt: skip
@@ -144,7 +144,7 @@ def eval_cmd(
 def paired_rows(per_person: dict[str, tuple[list[str] | None, dict]]) -> dict[str, dict]:
     """One "Δ B − A" row per later model B against the first, A, from the metrics both have per person:
     the difference of their figures and its paired bootstrap SE in the "±" column."""
-    from .evaluation.metrics import paired_difference
+    from ..evaluation.metrics import paired_difference
 
     names = list(per_person)
     if len(names) < 2:
@@ -165,11 +165,11 @@ def paired_rows(per_person: dict[str, tuple[list[str] | None, dict]]) -> dict[st
 
 def _expert_folder(path: Path) -> Path:
     """A path wins; otherwise a registry name (`syncnet-cpu`, embedded beside the default weights)."""
-    from .registry import REGISTRY
+    from ..registry import REGISTRY
 
     if path.exists() or str(path) not in REGISTRY:
         return path
-    from .hub import resolve
+    from ..hub import resolve
 
     return resolve(str(path)).folder
 
@@ -209,7 +209,7 @@ def syncnet_cmd(
 ) -> None:
     """Train the lip-sync expert that `s2tf eval --syncnet` uses to judge audio-video sync."""
     _setup_logging(verbose)
-    from .evaluation.syncnet import train_syncnet
+    from ..evaluation.syncnet import train_syncnet
 
     _require_corpus(data)
     with _progress() as bar:
