@@ -196,6 +196,7 @@ INIT_FROM_COMMAND_LINE = {
     "s2tf-real-faces.json",
     "s2tf-real-faces-transfer.json",
     "experiments/s2tf-real-faces-transfer-calm.json",
+    "experiments/s2tf-real-faces-transfer-lowlr.json",
 }
 FROM_SCRATCH = {
     "s2tf-cpu.json",
