@@ -145,8 +145,15 @@ def test_evaluation_announces_how_much_it_will_count(prepared_corpus, pipeline):
     from s2tf_cli.evaluation.protocol import evaluate
 
     totals, counted = [], []
-    evaluate(pipeline, prepared_corpus, split="train", sync_clips=2, progress=counted.append, total=totals.append)
+    result = evaluate(
+        pipeline, prepared_corpus, split="train", sync_clips=2, progress=counted.append, total=totals.append
+    )
     assert totals == [4 + 2] and sum(counted) == 6
+    from s2tf_cli.evaluation.catalog import BY_NAME
+
+    assert len(result.people) == result.figures["people"] == 4  # a typed result: no private keys in the figures
+    assert not [k for k in result.figures if k.startswith("_") or k not in BY_NAME]
+    assert result.per_person and all(len(v[0]) == 4 for v in result.per_person.values())
 
 
 def test_paired_rows_compare_each_later_model_with_the_first_on_the_same_people():

@@ -99,6 +99,7 @@ def eval_cmd(
 
         read_scores(face_scores)  # a wrong folder fails before any model is loaded
     rows: dict[str, dict] = {}
+    per_person: dict[str, tuple] = {}
     folders: list[Path] = []
     for spec in weights or [None]:
         model = load(spec, device=device)
@@ -106,14 +107,14 @@ def eval_cmd(
             folders.append(model.source.folder)
         with _progress() as bar:
             task = bar.add_task(f"evaluating {model.weights_label}", total=None)
-            rows[model.weights_label] = evaluate(
+            result = evaluate(
                 model, data, split=split, real_voices=real_voices, max_people=max_people, sync_clips=sync_clips,
                 seed=seed, figures=figures / _slug(model.weights_label) if figures else None, syncnet=syncnet,
                 progress=lambda n, task=task: bar.advance(task, n), total=lambda n, task=task: bar.update(task, total=n),
                 face_scores=face_scores,
             )  # fmt: skip
-        rows[model.weights_label]["device"] = f"{model.device.type} {model.precision}"  # of the speed columns
-    per_person = {name: (row.pop("_people", None), row.pop("_per_person", {})) for name, row in rows.items()}
+        rows[model.weights_label] = {**result.figures, "device": f"{model.device.type} {model.precision}"}
+        per_person[model.weights_label] = (result.people, result.per_person)
     rows.update(paired_rows(per_person))
     if label_oracle:
         from ..evaluation.protocol import ORACLES, corpus_labels, label_oracle_metrics

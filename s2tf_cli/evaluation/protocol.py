@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -21,6 +21,16 @@ from ..pipeline import S2TF
 from . import metrics as M
 
 Progress = Callable[[int], None]
+
+
+@dataclass
+class EvalResult:
+    """One model's evaluation: the figures (names in `catalog`), and what the paired differences between
+    models need: who was scored, and each per-person metric as (values, weights) in that order."""
+
+    figures: dict[str, Any]
+    people: list[str]
+    per_person: dict[str, tuple[list[float], list[float] | None]]
 
 
 @runtime_checkable
@@ -470,7 +480,7 @@ def real_talk_mouth(s2tf: S2TF, people: list[Person], fronts: list[np.ndarray]) 
 def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | None = None, max_people: int = 200,
              sync_clips: int = 20, seed: int = 0, figures: Path | None = None, syncnet: Path | None = None,
              progress: Progress | None = None, total: Progress | None = None,
-             face_scores: Path | None = None) -> dict:  # fmt: skip
+             face_scores: Path | None = None) -> EvalResult:  # fmt: skip
     """Every metric for one model; figures (when asked) go to `figures`. `total` hears, once, how many
     units `progress` will count (a person's face, then a lip-sync clip), so a bar can show an ETA.
     `face_scores`: the raw `--face-voice` tree the corpus came from, for the face-score probe."""
@@ -500,7 +510,7 @@ def evaluate(s2tf: S2TF, data: Path, split: str = "test", real_voices: Path | No
         from .figures import write_figures
 
         write_figures(s2tf, figures, people, generated, reals)
-    return row
+    return EvalResult(people=row.pop("_people"), per_person=row.pop("_per_person"), figures=row)
 
 
 def _held_out(data: Path, reals: list[Person]) -> set[str]:
