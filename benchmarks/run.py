@@ -111,6 +111,28 @@ def bench_talk(model, weights: list[str], tmp: Path, voice: Path, seconds: float
             f"talk peak RSS MB ({seconds:g} s)": rss}  # fmt: skip
 
 
+def bench_stream(model, voice: Path, seconds: float) -> dict:
+    """`talk - --stream` in-process: 40 ms chunks pushed as fast as they are taken. Latency from a sound to
+    its frame = the look-ahead a frame waits for + the time its chunk takes (the 95th percentile)."""
+    import numpy as np
+
+    from s2tf_cli import audio as audio_io
+    from s2tf_cli.live import LiveTalker
+
+    wave = audio_io.load_audio(voice, model.cfg.audio.sample_rate)
+    talker = LiveTalker(model, fps=25.0)
+    chunk, spent = 640, []
+    frames = 0
+    for k in range(0, len(wave), chunk):
+        t = time.perf_counter()
+        frames += len(talker.push(wave[k : k + chunk]))
+        spent.append(time.perf_counter() - t)
+    frames += len(talker.close())
+    p95 = float(np.percentile(spent, 95))
+    return {"stream frames": frames, "stream RTF": sum(spent) / seconds, "stream chunk ms p95 (40 ms audio)": 1000 * p95,
+            "stream latency ms (look-ahead + chunk p95)": 1000 * (talker.lookahead_s + p95)}  # fmt: skip
+
+
 def bench_precision(model, voice: Path) -> dict:
     """Generation frames/s of the same clip in fp32 and bf16 (interleaved, median of three each)."""
     from s2tf_cli.pipeline import S2TF
@@ -236,8 +258,13 @@ def bench_loader(corpus_dir: Path, steps: int = 30, model_cfg=None) -> dict:
     Voice2Face baseline it feeds, the cheapest training step here: the loader's share of a step."""
     import torch
 
-    from s2tf_cli.baselines.train_voice2face import (Voice2FaceRecipe, Voice2FaceTraining, _gan_step, batch_spec,
-                                                     optimizers)  # fmt: skip
+    from s2tf_cli.baselines.train_voice2face import (
+        Voice2FaceRecipe,
+        Voice2FaceTraining,
+        _gan_step,
+        batch_spec,
+        optimizers,  # fmt: skip
+    )
     from s2tf_cli.training.corpus import Corpus, draw_batch
 
     recipe = Voice2FaceRecipe(model=model_cfg) if model_cfg is not None else Voice2FaceRecipe()
@@ -275,7 +302,8 @@ def profile_talk(model, voice: Path, top: int = 3) -> list[str]:
 
 TARGETS = {"talk RTF generation": "<= 0.25", "talk cold command / clip": "<= 0.6 (10 s clip)",
            "face cold command s": "<= 3", "face warm ms": "<= 100", "retrieve gallery faces/s": ">= 30",
-           "retrieve repeat query s": "<= 1", "retrieve repeat query warm s": "<= 1", "talk peak RSS MB (60 min)": "<= 1500, flat in length"}  # fmt: skip
+           "retrieve repeat query s": "<= 1", "retrieve repeat query warm s": "<= 1", "talk peak RSS MB (60 min)": "<= 1500, flat in length",
+           "stream latency ms (look-ahead + chunk p95)": "<= 300", "stream RTF": "< 1"}  # fmt: skip
 
 
 def main() -> None:
@@ -312,6 +340,7 @@ def main() -> None:
         res.update(bench_face(model, per_frame, tmp, EXAMPLES / "voice_a.wav"))
         res.update(bench_talk(model, per_frame, tmp, voice10, 10))
         res.update(bench_precision(model, voice10))
+        res.update(bench_stream(model, voice10, 10))
         res.update(bench_retrieve(model, weights, tmp, EXAMPLES / "voice_a.wav", args.gallery, args.gallery_size))
         res.update(bench_floor(model))
         if args.train:

@@ -90,3 +90,11 @@ def test_profiles_name_operators_with_shares(pipeline, voices):
     bench = _bench()
     for rows in (bench.profile_talk(pipeline, voices["low"]), bench.profile_top(lambda: pipeline.face(voices["low"]))):
         assert len(rows) == 3 and all(r.endswith(" %") and r.split()[0] for r in rows)
+
+
+def test_stream_figures(pipeline, voices):
+    seconds = sf.info(voices["low"]).duration
+    res = _bench().bench_stream(pipeline, voices["low"], seconds)
+    assert res["stream frames"] == math.ceil(seconds * 25 - 1e-9)
+    assert res["stream latency ms (look-ahead + chunk p95)"] > res["stream chunk ms p95 (40 ms audio)"] > 0
+    assert res["stream RTF"] > 0

@@ -105,8 +105,8 @@ def face(
 @app.command()
 @handle_errors
 def talk(
-    voice: Annotated[Path, typer.Argument(help="Voice recording.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="MP4 file to write.")],
+    voice: Annotated[Path, typer.Argument(help="Voice recording ('-' with --stream: PCM on stdin).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="MP4 file to write.")] = None,
     pose: Annotated[
         Path | None,
         typer.Option(
@@ -121,6 +121,14 @@ def talk(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="With voice '-': read 16 kHz mono 16-bit PCM on stdin and write raw RGB24 frames "
+            "(size x size x 3 bytes each, --fps a second) to stdout as the audio arrives.",
+        ),
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """The voice's face talking, lip-synced, as an H.264 MP4 with the voice as its sound track."""
@@ -128,6 +136,14 @@ def talk(
     from ..audio import check_readable
     from ..outputs import check_output
 
+    if stream or str(voice) == "-":
+        if not (stream and str(voice) == "-"):
+            raise UsageError("--stream reads the voice from stdin: give '-' as the voice, and --stream with it")
+        if pose is not None and not pose.is_file():
+            raise UsageError(f"{pose}: no such file")
+        return _talk_stream(pose, fps, seed, weights, device, precision)
+    if output is None:
+        raise UsageError("talk needs --output/-o (an .mp4 file), or '-' --stream for raw frames on stdout")
     check_readable(voice)
     if pose is not None and not pose.is_file():
         raise UsageError(f"{pose}: no such file")
@@ -143,6 +159,42 @@ def talk(
         )  # fmt: skip
     typer.echo(str(output))
     log.info("%d frames at %g fps", frames, fps)
+
+
+def _talk_stream(pose: Path | None, fps: float, seed: int | None, weights, device: str, precision: str) -> None:
+    """`talk - --stream`: PCM in, frames out, as it comes (plugs into ffmpeg or a virtual camera)."""
+    import sys
+
+    import numpy as np
+
+    from ..face_track import is_video
+    from ..live import LiveTalker
+
+    if not (0 < fps <= 120):
+        raise UsageError(f"--fps must be between 0 and 120, not {fps}")
+    if pose is not None and is_video(pose):
+        raise UsageError(f"{pose}: --stream takes a still --pose image")
+    model = _load(weights, device, precision=precision)
+    talker = LiveTalker(model, fps=fps, pose=pose, seed=seed)
+    size = model.cfg.image_size
+    log.info("streaming %dx%d RGB24 frames at %g fps; look-ahead %.0f ms", size, size, fps, 1000 * talker.lookahead_s)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    chunk = 2 * int(model.cfg.audio.sample_rate * 0.04)  # 40 ms of 16-bit samples
+    carry = b""
+    while True:
+        data = stdin.read1(chunk) if hasattr(stdin, "read1") else stdin.read(chunk)
+        if not data:
+            break
+        data, carry = carry + data, b""
+        if len(data) % 2:
+            data, carry = data[:-1], data[-1:]
+        pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+        for frame in talker.push(pcm):
+            stdout.write(frame.tobytes())
+        stdout.flush()
+    for frame in talker.close():
+        stdout.write(frame.tobytes())
+    stdout.flush()
 
 
 def _gallery_files(folder: Path) -> list[Path]:
