@@ -30,6 +30,7 @@ class LiveTalker:
         self.audio = np.zeros(0, np.float32)  # the last `keep` samples
         self.offset = 0  # global index of audio[0]
         self.rms: list[np.ndarray] = []  # 20 ms levels so far, for the running loudness gain
+        self.gain = 1.0
         self.emitted = 0
         self.next_window = self.win  # global mel frame at which the next identity window ends
         self.id_sum = None
@@ -48,6 +49,7 @@ class LiveTalker:
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
         samples = np.asarray(samples, np.float32).reshape(-1)
         self.rms.append(audio_io.frame_rms(samples, self.a.sample_rate // 50))
+        self.gain = audio_io.loudness_gain(np.concatenate(self.rms))  # once a push, not once a mel
         self.audio = np.concatenate([self.audio, samples])
         heard = self.offset + len(self.audio)
         self._update_identity(heard, final=False)
@@ -65,15 +67,12 @@ class LiveTalker:
         return self._frames(self.emitted, total, heard)
 
     # ------------------------------------------------------------------ internals
-    def _gain(self) -> float:
-        return audio_io.loudness_gain(np.concatenate(self.rms)) if self.rms else 1.0
-
     def _mel(self, lo_frame: int, hi_frame: int, heard: int) -> torch.Tensor:
         """(n_mels, hi - lo) log-mel frames [lo, hi) of the stream; frames past what was heard hear silence."""
         a = self.a
         lo_sample = max(self.offset, (lo_frame * self.hop - a.n_fft) // self.hop * self.hop)
         wave = self.audio[lo_sample - self.offset :]
-        wave = audio_io.apply_gain(wave, self._gain())
+        wave = audio_io.apply_gain(wave, self.gain)
         pad = max(0, hi_frame * self.hop + a.n_fft - heard)  # silence past the end, as `talk` hears it
         wave = np.concatenate([wave, np.zeros(pad, np.float32)])
         with torch.inference_mode():
@@ -88,8 +87,8 @@ class LiveTalker:
             if lo * self.hop >= self.offset:
                 mel = self._mel(lo, self.next_window, heard)
                 seg = self.audio[lo * self.hop - self.offset : self.next_window * self.hop - self.offset]
-                probs = vad.speech_probabilities(audio_io.apply_gain(seg, self._gain()), a.sample_rate)
-                if len(probs) and float(np.mean(probs >= vad.THRESHOLD)) >= 0.5:
+                probs = vad.speech_probabilities(audio_io.apply_gain(seg, self.gain), a.sample_rate)
+                if len(probs) and float(np.mean(probs >= vad.THRESHOLD)) >= vad.MOSTLY_SPEECH:
                     with torch.inference_mode():
                         e = F.normalize(self.s2tf.model.audio_identity(mel[None]), dim=-1)[0]
                     self.id_sum = e if self.id_sum is None else self.id_sum + e

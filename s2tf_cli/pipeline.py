@@ -59,6 +59,21 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
 
 def checked_voice(voice: Voice, a) -> np.ndarray:
     """Decoded and checked mono samples at `a.sample_rate` (as recorded: loudness is normalised later)."""
+    return checked_speech(voice, a)[0]
+
+
+def speech_of(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`vad.speech_probabilities` of a clip heard at a normal level."""
+    from . import vad
+
+    return vad.speech_probabilities(audio_io.normalize_loudness(wave), sample_rate)
+
+
+def checked_speech(voice: Voice, a) -> tuple[np.ndarray, np.ndarray]:
+    """`checked_voice`'s samples and their speech probabilities, which both the refusal and the choice of
+    identity windows read (the detector runs once)."""
+    from . import vad
+
     name = str(voice) if not isinstance(voice, np.ndarray) else "<array>"
     wave = voice.astype(np.float32) if isinstance(voice, np.ndarray) else audio_io.load_audio(voice, a.sample_rate)
     if wave.ndim != 1:
@@ -68,9 +83,10 @@ def checked_voice(voice: Voice, a) -> np.ndarray:
     duration = len(wave) / a.sample_rate
     if duration < a.min_duration_s:
         raise InputError(f"{name}: audio is {duration:.2f} s long; at least {a.min_duration_s} s of speech is needed")
-    if not audio_io.has_speech(wave, a.sample_rate):
+    speech = speech_of(wave, a.sample_rate)
+    if vad.seconds(speech) < vad.MIN_SPEECH_S:
         raise InputError(f"{name}: no speech found (silence, noise or music without a voice)")
-    return wave
+    return wave, speech
 
 
 def identity_window_starts(frames: int, a) -> list[int]:
@@ -96,7 +112,7 @@ def speech_window_starts(probs: np.ndarray, frames: int, a) -> list[int]:
         return starts
     win = int(round(a.identity_window_s * a.sample_rate / a.hop_length))
     share = vad.speech_share(probs, starts, win, a.hop_length)
-    return [s for s, x in zip(starts, share) if x >= 0.5] or [starts[int(np.argmax(share))]]
+    return [s for s, x in zip(starts, share) if x >= vad.MOSTLY_SPEECH] or [starts[int(np.argmax(share))]]
 
 
 def identity_windows(mel: torch.Tensor, a, starts: list[int] | None = None) -> torch.Tensor:
@@ -204,14 +220,12 @@ class S2TF:
         return F.normalize(total, dim=-1)
 
     def voice_identity(self, voice: Voice) -> torch.Tensor:
-        wave = self.load_voice(voice)
+        wave, speech = checked_speech(voice, self.cfg.audio)
         mel = self._mel(wave)
-        return self.identity_from_mel(mel, speech_window_starts(self._speech(wave), mel.shape[-1], self.cfg.audio))
+        return self.identity_from_mel(mel, speech_window_starts(speech, mel.shape[-1], self.cfg.audio))
 
     def _speech(self, wave: np.ndarray) -> np.ndarray:
-        from . import vad
-
-        return vad.speech_probabilities(audio_io.normalize_loudness(wave), self.cfg.audio.sample_rate)
+        return speech_of(wave, self.cfg.audio.sample_rate)
 
     def content_windows(self, mel: torch.Tensor | MelSource, fps: float, start: int, stop: int) -> torch.Tensor:
         """(stop-start, n_mels, window) mel windows centred on video frames [start, stop); frames past
@@ -369,8 +383,8 @@ class S2TF:
             src: MelSource = StreamedMel(voice, self.model.mel, self.device)
             samples, speech = voice.samples, voice.speech_probabilities()
         else:
-            wave = self.load_voice(voice)
-            src, samples, speech = MemoryMel(self._mel(wave)), len(wave), self._speech(wave)
+            wave, speech = checked_speech(voice, self.cfg.audio)
+            src, samples = MemoryMel(self._mel(wave)), len(wave)
         if face is not None:
             f_id = self.face_identity(face, aligned_face)
         else:

@@ -43,12 +43,20 @@ def speech_probabilities(wave: np.ndarray, sample_rate: int = RATE) -> np.ndarra
     return probs.reshape(-1).float().numpy()
 
 
+def seconds(probs: np.ndarray) -> float:
+    """Speech heard in a clip, from its `speech_probabilities`."""
+    return float(np.count_nonzero(probs >= THRESHOLD)) * CHUNK / RATE
+
+
 def speech_seconds(wave: np.ndarray, sample_rate: int = RATE) -> float:
-    return float(np.count_nonzero(speech_probabilities(wave, sample_rate) >= THRESHOLD)) * CHUNK / RATE
+    return seconds(speech_probabilities(wave, sample_rate))
 
 
 def has_speech(wave: np.ndarray, sample_rate: int = RATE) -> bool:
     return speech_seconds(wave, sample_rate) >= MIN_SPEECH_S
+
+
+MOSTLY_SPEECH = 0.5  # an identity window with less speech than this says too little about the voice
 
 
 def speech_share(probs: np.ndarray, starts: list[int], length: int, hop: int) -> np.ndarray:
