@@ -4,6 +4,7 @@
     python benchmarks/run.py --long          # adds talk memory on 10 and 60 minutes of audio (~35 min)
     python benchmarks/run.py --train         # adds a training step, fp32 against bf16 autocast (~3 min)
     python benchmarks/run.py --loader prep3/ # adds drawing a training batch against the step it feeds (~1 min)
+    python benchmarks/run.py --live-seconds 600  # the Live tab in headless Chromium for 10 minutes
     python benchmarks/run.py --json out.json --markdown out.md --gallery DIR --weights W --device cuda
 
 Each figure is measured here, never asserted: targets are printed beside them. Cold figures start a
@@ -133,6 +134,84 @@ def bench_stream(model, voice: Path, seconds: float) -> dict:
             "stream latency ms (look-ahead + chunk p95)": 1000 * (talker.lookahead_s + p95)}  # fmt: skip
 
 
+def live_in_browser(model, wav: Path, seconds: float, chromium: str, record: bool = False) -> dict:
+    """The Live tab end to end: serve `model`, open the page in headless Chromium whose fake microphone
+    plays `wav` (looping), press Start live, let it run `seconds`, press Stop. Returns the page's figures
+    (frames drawn, sound-to-face latencies in ms, the server's end message), the server process's RSS (MB)
+    once a second, and with `record` the frames drawn (index, time s, RGB) and the audio the page sent."""
+    import base64
+    import io
+    import socket
+    import threading
+
+    import uvicorn
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from s2tf_cli.web.app import ServeLimits, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(model, ServeLimits()), host="127.0.0.1", port=port,
+                                           log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    rss, sampling = [], threading.Event()
+
+    def sample_rss() -> None:
+        while not sampling.wait(1.0):
+            rss.append(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6)
+
+    threading.Thread(target=sample_rss, daemon=True).start()
+    args = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=args)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/" + ("?record" if record else ""))
+            page.click("#live")
+            page.wait_for_function("() => window.s2tfLive.ready || window.s2tfLive.error", timeout=60_000)
+            time.sleep(seconds)
+            page.click("#live")
+            page.wait_for_function("() => window.s2tfLive.end || window.s2tfLive.error", timeout=60_000)
+            out = page.evaluate("""() => ({frames: s2tfLive.frames, latencies: s2tfLive.latencies, end: s2tfLive.end,
+                                          error: s2tfLive.error, rate: s2tfLive.rate, stats: document.getElementById('livestats').textContent})""")
+            if record:
+                got = page.evaluate("""() => ({
+                    frames: s2tfLive.record.map(r => [r.index, r.t, btoa(Array.from(new Uint8Array(r.jpeg), c => String.fromCharCode(c)).join(''))]),
+                    audio: btoa(Array.from(new Uint8Array(s2tfLive.sentAudio.buffer, 0, 2 * Math.min(s2tfLive.sent, s2tfLive.sentAudio.length)), c => String.fromCharCode(c)).join(''))})""")
+                out["recorded"] = [(i, t, np.asarray(Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB")))
+                                   for i, t, b in got["frames"]]  # fmt: skip
+                out["audio"] = np.frombuffer(base64.b64decode(got["audio"]), "<i2").astype(np.float32) / 32768
+            out["screenshot"] = page.screenshot(full_page=True)
+            browser.close()
+    finally:
+        sampling.set()
+        server.should_exit = True
+        thread.join(timeout=10)
+    out["rss MB"] = rss
+    return out
+
+
+def bench_live(model, seconds: float, chromium: str | None) -> dict:
+    """The Live tab in headless Chromium with a real recording as its microphone: frames drawn per second,
+    sound-to-face latency (median, 95th percentile), dropped frames, and the server's RSS over the run."""
+    if not chromium:
+        return {"live": "skipped: no chromium binary"}
+    wav = Path(__file__).resolve().parent.parent / "tests" / "data" / "librispeech-1034-121119-0000-7s.wav"
+    res = live_in_browser(model, wav, seconds, chromium)
+    lat = np.array(res["latencies"])
+    rss = res["rss MB"]
+    return {f"live frames/s drawn ({seconds:g} s)": res["frames"] / seconds,
+            "live latency ms median": float(np.median(lat)), "live latency ms p95": float(np.percentile(lat, 95)),
+            "live frames dropped": res["end"]["dropped"], "live frames made": res["end"]["frames"],
+            "live server RSS MB (first min, last min)": [round(min(rss[:60]), 1), round(max(rss[-60:]), 1)]}  # fmt: skip
+
+
 def bench_precision(model, voice: Path) -> dict:
     """Generation frames/s of the same clip in fp32 and bf16 (interleaved, median of three each)."""
     from s2tf_cli.pipeline import S2TF
@@ -188,6 +267,7 @@ def bench_floor(model) -> dict:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net.generate(f_id, f_ir)
     flops = counter.get_total_flops()
+
     def matmul_rate(dtype) -> float:
         a = torch.randn(1024, 1024, device=model.device).to(dtype)
         with torch.inference_mode():
@@ -281,8 +361,11 @@ def bench_loader(corpus_dir: Path, steps: int = 30, model_cfg=None) -> dict:
     for _ in range(steps):
         _gan_step(module, batch, opts)
     t_step = (time.perf_counter() - t0) / steps
-    return {"baseline batch draw s": t_draw, "baseline GAN step s (batch ready)": t_step,
-            "batch draw share of a baseline step": t_draw / (t_draw + t_step)}
+    return {
+        "baseline batch draw s": t_draw,
+        "baseline GAN step s (batch ready)": t_step,
+        "batch draw share of a baseline step": t_draw / (t_draw + t_step),
+    }
 
 
 def profile_top(work, top: int = 3) -> list[str]:
@@ -311,16 +394,31 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (per-frame networks)")
-    ap.add_argument("--gallery", type=Path, default=None,
-                    help="take the gallery from this face folder (default: variants of examples/pose.jpg)")
+    ap.add_argument(
+        "--gallery",
+        type=Path,
+        default=None,
+        help="take the gallery from this face folder (default: variants of examples/pose.jpg)",
+    )
     ap.add_argument("--gallery-size", type=int, default=60, help="gallery images (the first N of --gallery)")
     ap.add_argument("--long", action="store_true", help="also talk memory on 10 and 60 minutes of audio")
     ap.add_argument("--memory-fps", type=float, default=25.0,
                     help="frame rate of the 10 and 60 minute runs (frames are made a batch at a time, so memory "
                          "does not depend on it; a lower rate only shortens the run)")  # fmt: skip
     ap.add_argument("--train", action="store_true", help="also a training step of the weights' model, fp32 vs bf16")
-    ap.add_argument("--loader", type=Path, default=None, metavar="CORPUS",
-                    help="also drawing a training batch against the step it feeds, on this prepared corpus (~1 min)")
+    ap.add_argument(
+        "--loader",
+        type=Path,
+        default=None,
+        metavar="CORPUS",
+        help="also drawing a training batch against the step it feeds, on this prepared corpus (~1 min)",
+    )
+    ap.add_argument(
+        "--live-seconds",
+        type=float,
+        default=20.0,
+        help="the Live tab in headless Chromium this long (600 for issue 34's 10 minutes; 0 skips it)",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
@@ -341,6 +439,10 @@ def main() -> None:
         res.update(bench_talk(model, per_frame, tmp, voice10, 10))
         res.update(bench_precision(model, voice10))
         res.update(bench_stream(model, voice10, 10))
+        if args.live_seconds > 0:
+            res.update(
+                bench_live(model, args.live_seconds, shutil.which("chromium") or shutil.which("chromium-browser"))
+            )
         res.update(bench_retrieve(model, weights, tmp, EXAMPLES / "voice_a.wav", args.gallery, args.gallery_size))
         res.update(bench_floor(model))
         if args.train:
@@ -354,7 +456,8 @@ def main() -> None:
             fps = ["--fps", str(args.memory_fps)] if minutes > 1 else []
             wall, rss = timed([*_s2tf(), "talk", str(voice), "-o", str(tmp / "long.mp4"), *fps, *per_frame])
             res[f"talk peak RSS MB ({minutes} min)"] = rss
-            res[f"talk cold wall s ({minutes} min{', %g fps' % args.memory_fps if fps else ''})"] = wall
+            rate = f", {args.memory_fps:g} fps" if fps else ""
+            res[f"talk cold wall s ({minutes} min{rate})"] = wall
             voice.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

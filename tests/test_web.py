@@ -1,6 +1,7 @@
 """`s2tf serve` at the HTTP level: each job, each error path, the queue, the files it keeps and serves."""
 
 import io
+import json
 import time
 
 import imageio_ffmpeg
@@ -201,3 +202,97 @@ def test_cli_serve_checks_options_and_warns_off_loopback(tiny_weights, gallery, 
         bad = runner.invoke(app, ["serve", "-w", str(tiny_weights), *args])
         assert bad.exit_code == 2 and message in bad.stderr and "Traceback" not in bad.output, args
     assert len(calls) == 2, "no server is started for a refused option"
+
+
+# ---------------------------------------------------------------------------------------------- live
+def _pcm(wave: np.ndarray) -> bytes:
+    return (np.clip(wave, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def _frame(payload: bytes) -> tuple[int, float, np.ndarray]:
+    from s2tf_cli.web.live import HEADER
+
+    index, seconds = HEADER.unpack_from(payload)
+    image = np.asarray(Image.open(io.BytesIO(payload[HEADER.size :])).convert("RGB"))
+    return index, seconds, image
+
+
+def test_live_streams_frames_of_the_talking_face_as_audio_arrives(client, pipeline, pose_image):
+    """20 ms chunks of 16 kHz PCM, and a page that shows each frame as it comes: after each chunk exactly the
+    frames it completes arrive (none waits past the look-ahead), in order, stamped with their time, at the
+    model's size; nothing is dropped; the face is still in silence and moves with speech."""
+    import base64
+    import math
+
+    wave = np.concatenate([np.zeros(16000, np.float32), speechlike(2.0, seed=3)])
+    pose = "data:image/jpeg;base64," + base64.b64encode(pose_image.read_bytes()).decode()
+    frames = []
+    with client.websocket_connect("/api/live") as ws:
+        ws.send_json({"start": {"sample_rate": 16000, "seed": None, "pose": pose}})
+        ready = ws.receive_json()["ready"]
+        assert ready["fps"] == 25 and ready["size"] == pipeline.cfg.image_size and 0 < ready["lookahead_ms"] < 300
+        for k in range(0, len(wave), 320):
+            ws.send_bytes(_pcm(wave[k : k + 320]))
+            owed = max(0, math.floor((min(k + 320, len(wave)) / 16000 - ready["lookahead_ms"] / 1000) * 25 - 0.5) + 1)
+            while len(frames) < owed:
+                frames.append(_frame(ws.receive_bytes()))
+                ws.send_json({"ack": frames[-1][0]})
+        ws.send_json({"stop": True})
+        while (message := ws.receive()).get("bytes") is not None:
+            frames.append(_frame(message["bytes"]))
+        end = json.loads(message["text"])["end"]
+    assert end == {"frames": 75, "sent": 75, "dropped": 0}
+    assert [f[0] for f in frames] == list(range(75))
+    assert np.allclose([f[1] for f in frames], (np.arange(75) + 0.5) / 25)
+    assert frames[0][2].shape == (pipeline.cfg.image_size, pipeline.cfg.image_size, 3)
+    steps = np.abs(np.diff(np.stack([f[2] for f in frames]).astype(int), axis=0)).mean(axis=(1, 2, 3))
+    assert np.all(steps[:18] == 0), "silence before any speech: one still face"
+    assert steps[30:].mean() > 0.3, "speech moves the face"
+    assert client.get("/api/info").json()["live_busy"] is False
+
+
+def test_live_drops_frames_for_a_page_that_does_not_keep_up(client):
+    """A page that never acknowledges gets at most IN_FLIGHT frames, and at the end the few the end
+    completes: the rest are dropped, never queued."""
+    from s2tf_cli.web.live import IN_FLIGHT
+
+    with client.websocket_connect("/api/live") as ws:
+        ws.send_json({"start": {"sample_rate": 48000}})  # resampled to the model's 16 kHz as it comes
+        assert "ready" in ws.receive_json()
+        pcm = _pcm(speechlike(2.0, sr=48000))
+        for k in range(0, len(pcm), 2223):  # chunks of any size, split samples too
+            ws.send_bytes(pcm[k : k + 2223])
+        ws.send_json({"stop": True})
+        got = []
+        while True:
+            message = ws.receive()
+            if message.get("bytes") is None:
+                end = json.loads(message["text"])["end"]
+                break
+            got.append(_frame(message["bytes"])[0])
+    assert got[0] == 0 and got == sorted(set(got)) and got[-1] == 49, got
+    assert end["frames"] == 50 and end["sent"] == len(got) and end["sent"] + end["dropped"] == 50
+    assert len(got) <= IN_FLIGHT + 4, "at most IN_FLIGHT unacknowledged, then only the frames the end completes"
+
+
+def test_live_is_one_session_at_a_time_and_refuses_bad_starts(client):
+    with client.websocket_connect("/api/live") as first:
+        first.send_json({"start": {"sample_rate": 16000}})
+        assert "ready" in first.receive_json()
+        assert client.get("/api/info").json()["live_busy"] is True
+        with client.websocket_connect("/api/live") as second:
+            assert second.receive_json() == {"error": "busy: another live session is running on this server; "
+                                                      "try again when it ends"}  # fmt: skip
+    for start, message in [
+        ({"hello": 1}, 'the first message must be {"start"'),
+        ({"start": {"sample_rate": 4000}}, "sample_rate must be a whole number of Hz in 8000-96000, not 4000"),
+        ({"start": {"sample_rate": 16000, "seed": "x"}}, "seed must be a whole number or null"),
+        ({"start": {"sample_rate": 16000, "pose": "http://x/y.jpg"}}, "pose must be an image data URL"),
+        ({"start": {"sample_rate": 16000, "pose": "data:image/png;base64,aGVsbG8="}}, "pose image"),
+    ]:
+        with client.websocket_connect("/api/live") as ws:
+            ws.send_json(start)
+            error = ws.receive_json()["error"]
+            assert message in error and "\n" not in error, error
+    assert client.get("/api/info").json()["live_busy"] is False
+    assert not any(client.app.state.server.folder.iterdir()), "nothing stored"

@@ -180,15 +180,17 @@ class QueueFull(Exception):
 
 def create_app(model, limits: ServeLimits | None = None, gallery: list[Path] | None = None):
     """The FastAPI app for a loaded `S2TF` model; `gallery` is the list of image files `retrieve` ranks."""
-    from fastapi import FastAPI, File, Form, Request, UploadFile
+    from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
     from .. import __version__
     from ..errors import S2TFError
     from ..modelcard import RESPONSIBLE_USE
     from ..outputs import provenance
+    from .live import LiveGate, run_live
 
     server = Server(model, limits or ServeLimits(), gallery)
+    live_gate = LiveGate()
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -221,7 +223,7 @@ def create_app(model, limits: ServeLimits | None = None, gallery: list[Path] | N
         meta = provenance(model.weights_label, "serve")
         return {"version": __version__, "weights": model.weights_label, "image_size": model.cfg.image_size,
                 "provenance": meta, "responsible_use": RESPONSIBLE_USE.split("\n", 2)[-1].replace("\n", " "),
-                "gallery": len(server.gallery), "limits": server.limits.__dict__}  # fmt: skip
+                "gallery": len(server.gallery), "limits": server.limits.__dict__, "live_busy": live_gate.busy}  # fmt: skip
 
     async def _voice(voice: UploadFile) -> Path:
         data = await voice.read(int(server.limits.max_upload_mb * 1e6) + 1)
@@ -305,6 +307,11 @@ def create_app(model, limits: ServeLimits | None = None, gallery: list[Path] | N
                     "skipped": len(skipped)}  # fmt: skip
 
         return _job_reply(server.submit("retrieve", work, [path]))
+
+    @app.websocket("/api/live")
+    async def live(ws: WebSocket):
+        await ws.accept()
+        await run_live(ws, model, live_gate, int(server.limits.max_upload_mb * 1e6), server)
 
     @app.get("/api/jobs/{job_id}")
     async def job_state(job_id: str):
