@@ -125,10 +125,18 @@ def talk(
         bool,
         typer.Option(
             "--stream",
-            help="With voice '-': read 16 kHz mono 16-bit PCM on stdin and write raw RGB24 frames "
-            "(size x size x 3 bytes each, --fps a second) to stdout as the audio arrives.",
+            help="With voice '-': read 16 kHz mono 16-bit PCM on stdin and write the frames to stdout as the "
+            "audio arrives (see --stream-format).",
         ),
     ] = False,
+    stream_format: Annotated[
+        str,
+        typer.Option(
+            "--stream-format",
+            help="rgb24: raw frames (size x size x 3 bytes each, --fps a second); mp4: a fragmented MP4 "
+            "(H.264 + the voice as AAC) that players and ffmpeg read as it grows.",
+        ),
+    ] = "rgb24",
     verbose: VerboseOpt = False,
 ) -> None:
     """The voice's face talking, lip-synced, as an H.264 MP4 with the voice as its sound track."""
@@ -141,7 +149,9 @@ def talk(
             raise UsageError("--stream reads the voice from stdin: give '-' as the voice, and --stream with it")
         if pose is not None and not pose.is_file():
             raise UsageError(f"{pose}: no such file")
-        return _talk_stream(pose, fps, seed, weights, device, precision)
+        if stream_format not in ("rgb24", "mp4"):
+            raise UsageError(f"--stream-format must be rgb24 or mp4, not {stream_format!r}")
+        return _talk_stream(pose, fps, seed, weights, device, precision, stream_format)
     if output is None:
         raise UsageError("talk needs --output/-o (an .mp4 file), or '-' --stream for raw frames on stdout")
     check_readable(voice)
@@ -161,8 +171,11 @@ def talk(
     log.info("%d frames at %g fps", frames, fps)
 
 
-def _talk_stream(pose: Path | None, fps: float, seed: int | None, weights, device: str, precision: str) -> None:
-    """`talk - --stream`: PCM in, frames out, as it comes (plugs into ffmpeg or a virtual camera)."""
+def _talk_stream(
+    pose: Path | None, fps: float, seed: int | None, weights, device: str, precision: str, form: str = "rgb24"
+) -> None:
+    """`talk - --stream`: PCM in, frames (or a fragmented MP4) out, as it comes (plugs into ffmpeg, a
+    player or a virtual camera)."""
     import sys
 
     import numpy as np
@@ -177,8 +190,25 @@ def _talk_stream(pose: Path | None, fps: float, seed: int | None, weights, devic
     model = _load(weights, device, precision=precision)
     talker = LiveTalker(model, fps=fps, pose=pose, seed=seed)
     size = model.cfg.image_size
-    log.info("streaming %dx%d RGB24 frames at %g fps; look-ahead %.0f ms", size, size, fps, 1000 * talker.lookahead_s)
+    log.info("streaming %dx%d %s at %g fps; look-ahead %.0f ms", size, size,
+             "RGB24 frames" if form == "rgb24" else "fragmented MP4", fps, 1000 * talker.lookahead_s)  # fmt: skip
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    mp4 = None
+    if form == "mp4":
+        from ..outputs import provenance
+        from ..video import FragmentedMP4
+
+        mp4 = FragmentedMP4(stdout, size, fps, model.cfg.audio.sample_rate, provenance(model.weights_label, "talk"))
+
+    def emit(frames: list) -> None:
+        for frame in frames:
+            if mp4 is not None:
+                mp4.frame(frame)
+            else:
+                stdout.write(frame.tobytes())
+        if mp4 is None:
+            stdout.flush()
+
     chunk = 2 * int(model.cfg.audio.sample_rate * 0.04)  # 40 ms of 16-bit samples
     carry = b""
     while True:
@@ -188,13 +218,12 @@ def _talk_stream(pose: Path | None, fps: float, seed: int | None, weights, devic
         data, carry = carry + data, b""
         if len(data) % 2:
             data, carry = data[:-1], data[-1:]
-        pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
-        for frame in talker.push(pcm):
-            stdout.write(frame.tobytes())
-        stdout.flush()
-    for frame in talker.close():
-        stdout.write(frame.tobytes())
-    stdout.flush()
+        if mp4 is not None:
+            mp4.audio(data)
+        emit(talker.push(np.frombuffer(data, "<i2").astype(np.float32) / 32768.0))
+    emit(talker.close())
+    if mp4 is not None:
+        mp4.close()
 
 
 def _gallery_files(folder: Path) -> list[Path]:
