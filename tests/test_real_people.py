@@ -13,63 +13,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import speechlike
+from conftest import TRAIN_PERSON, VAL_PERSON, holdout_name, speechlike
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
 from s2tf_cli.config import AudioIdentityConfig, ConfigError, DiscriminatorConfig, preset
-from s2tf_cli.data.holdout import is_validation
 from s2tf_cli.training.config import TrainConfig
 
 runner = CliRunner()
-
-
-def _name(source: str, val: bool, prefix: str) -> str:
-    """The first name `prefix<k>` on the requested side of the holdout rule."""
-    return next(f"{prefix}{k}" for k in range(1000) if is_validation(source, f"{prefix}{k}") == val)
-
-
-TRAIN_PERSON, VAL_PERSON = _name("s2f", False, "Train_"), _name("s2f", True, "Held_")
-
-
-@pytest.fixture(scope="module")
-def s2f_tree(tmp_path_factory, face_folders) -> Path:
-    """An s2f-like tree: two VoxCeleb people (one held out by the rule), one AVSpeech person."""
-    root = tmp_path_factory.mktemp("s2f") / "s2f"
-    photos = sorted(face_folders["celeb"].glob("*/*.jpg"))
-    people = [("voxceleb", TRAIN_PERSON, "m"), ("voxceleb", VAL_PERSON, "f"), ("avspeech", "yt_abc", "")]
-    for k, (sub, name, _) in enumerate(people):
-        folder = root / sub / name
-        folder.mkdir(parents=True)
-        for c in range(2 if sub == "voxceleb" else 1):
-            shutil.copy(photos[(k + c) % len(photos)], folder / f"{name}_{c:07d}.jpg")
-            sf.write(folder / f"{name}_{c:07d}.ogg", speechlike(3.5, f0=110 + 40 * k + 5 * c, seed=k * 10 + c), 16000)
-        shutil.copy(folder / f"{name}_0000000.jpg", folder / "face.jpg")
-    with open(root / "people.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["person", "gender", "nationality", "source"])
-        w.writerows([name, g, "", sub] for sub, name, g in people)
-    return root
-
-
-@pytest.fixture(scope="module")
-def libri_tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("libri") / "librispeech"
-    root.mkdir()
-    for k in range(2):
-        sf.write(root / f"{k}-1-0000.flac", speechlike(4.0, f0=100 + 100 * k, seed=40 + k), 16000)
-    (root / "speakers.csv").write_text("file,speaker,gender,seconds\n0-1-0000.flac,0,m,4.0\n1-1-0000.flac,1,f,4.0\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-def faceset(tmp_path_factory, s2f_tree, face_folders) -> Path:
-    out = tmp_path_factory.mktemp("faceset") / "faces"
-    result = runner.invoke(app, ["data", "faces", str(s2f_tree), str(face_folders["real"]), str(face_folders["celeb"]),
-                                 str(face_folders["flat"]), str(out), "--size", "32", "-j", "1"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def _ge2e_model_config():
@@ -356,7 +308,7 @@ def validation_tree(tmp_path_factory, face_folders) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("val")
     s2f = root / "s2f"
     photos = sorted(face_folders["celeb"].glob("*/*.jpg"))
-    names = [_name("s2f", True, f"V{k}_") for k in range(3)]
+    names = [holdout_name("s2f", True, f"V{k}_") for k in range(3)]
     for k, name in enumerate(names):
         folder = s2f / "voxceleb" / name
         folder.mkdir(parents=True)

@@ -197,6 +197,7 @@ INIT_FROM_COMMAND_LINE = {
     "s2tf-real-faces-transfer.json",
     "experiments/s2tf-real-faces-transfer-calm.json",
     "experiments/s2tf-real-faces-transfer-lowlr.json",
+    "experiments/s2tf-real-faces-transfer-long.json",
 }
 FROM_SCRATCH = {
     "s2tf-cpu.json",
