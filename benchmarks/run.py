@@ -197,6 +197,13 @@ def live_in_browser(model, wav: Path, seconds: float, chromium: str, record: boo
     return out
 
 
+def _slope_per_min(samples: list[float]) -> float:
+    """Least-squares growth of once-a-second samples, per minute."""
+    if len(samples) < 2:
+        return 0.0
+    return round(float(np.polyfit(np.arange(len(samples)), samples, 1)[0]) * 60, 2)
+
+
 def bench_live(model, seconds: float, chromium: str | None) -> dict:
     """The Live tab in headless Chromium with a real recording as its microphone: frames drawn per second,
     sound-to-face latency (median, 95th percentile), dropped frames, and the server's RSS over the run."""
@@ -209,7 +216,8 @@ def bench_live(model, seconds: float, chromium: str | None) -> dict:
     return {f"live frames/s drawn ({seconds:g} s)": res["frames"] / seconds,
             "live latency ms median": float(np.median(lat)), "live latency ms p95": float(np.percentile(lat, 95)),
             "live frames dropped": res["end"]["dropped"], "live frames made": res["end"]["frames"],
-            "live server RSS MB (first min, last min)": [round(min(rss[:60]), 1), round(max(rss[-60:]), 1)]}  # fmt: skip
+            "live server RSS MB (after 1 min, at the end)": [round(rss[min(59, len(rss) - 1)], 1), round(rss[-1], 1)],
+            "live server RSS growth MB/min (second half)": _slope_per_min(rss[len(rss) // 2 :])}  # fmt: skip
 
 
 def bench_precision(model, voice: Path) -> dict:
