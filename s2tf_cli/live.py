@@ -1,6 +1,7 @@
 """The face talking as the voice arrives (`s2tf talk - --stream`): push 16 kHz samples, take the frames they
 complete. A frame needs the audio up to half a content window past its time (the look-ahead), so it
-comes that late and no later; memory stays flat (a few seconds of audio, a running identity sum).
+comes that late and no later; memory stays flat (a few seconds of audio, a running identity sum, the last
+minute's 20 ms levels for the loudness gain).
 
 The identity is the mean of unit f_id^a of 3.2 s windows heard so far that are mostly speech (as in
 `S2TF.voice_identity`), re-estimated as each window completes; the drawn identity eases toward it frame by
@@ -9,6 +10,7 @@ centroids (`drawable_identity` of their mean)."""
 
 from __future__ import annotations
 
+import collections
 import math
 
 import numpy as np
@@ -18,6 +20,8 @@ import torch.nn.functional as F
 from . import audio as audio_io
 from . import vad
 from .models.mel import LOG_FLOOR
+
+GAIN_HISTORY_FRAMES = 3000  # 60 s of 20 ms frames
 
 
 class LiveTalker:
@@ -29,7 +33,10 @@ class LiveTalker:
         self.keep = max(int(a.identity_window_s * a.sample_rate) + 2 * a.n_fft, a.sample_rate)  # samples kept
         self.audio = np.zeros(0, np.float32)  # the last `keep` samples
         self.offset = 0  # global index of audio[0]
-        self.rms: list[np.ndarray] = []  # 20 ms levels so far, for the running loudness gain
+        # 20 ms levels of the last minute, for the running loudness gain: bounded, so an hour-long session
+        # neither grows nor slows (the whole history once cost a concatenation per push)
+        self.rms: collections.deque[float] = collections.deque(maxlen=GAIN_HISTORY_FRAMES)
+        self.rms_rest = np.zeros(0, np.float32)  # samples short of a whole 20 ms frame, for the next push
         self.gain = 1.0
         self.emitted = 0
         self.next_window = self.win  # global mel frame at which the next identity window ends
@@ -48,8 +55,12 @@ class LiveTalker:
 
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
         samples = np.asarray(samples, np.float32).reshape(-1)
-        self.rms.append(audio_io.frame_rms(samples, self.a.sample_rate // 50))
-        self.gain = audio_io.loudness_gain(np.concatenate(self.rms))  # once a push, not once a mel
+        frame = self.a.sample_rate // 50
+        pending = np.concatenate([self.rms_rest, samples])
+        whole = len(pending) // frame * frame
+        self.rms.extend(audio_io.frame_rms(pending[:whole], frame).tolist())
+        self.rms_rest = pending[whole:]
+        self.gain = audio_io.loudness_gain(np.fromiter(self.rms, np.float64, len(self.rms)))  # once a push
         self.audio = np.concatenate([self.audio, samples])
         heard = self.offset + len(self.audio)
         self._update_identity(heard, final=False)

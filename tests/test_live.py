@@ -78,3 +78,20 @@ def test_stream_cli_writes_a_fragmented_mp4_with_the_voice(tiny_weights, tmp_pat
     assert "Audio: aac" in probe and "s2tf_synthetic" in probe.replace(" ", "").lower().replace(":", "_")
     bad = runner.invoke(app, [*args[:3], "--stream-format", "gif", *args[5:]], input=b"")
     assert bad.exit_code == 2 and "--stream-format must be rgb24 or mp4, not 'gif'" in bad.output
+
+
+def test_the_loudness_gain_follows_the_last_minute_in_bounded_memory(pipeline):
+    """A loud talker, then the same speech 20 dB quieter for over a minute: the gain comes to the quiet
+    level's (as a whole-clip gain of the quiet part would) and the level history stays at a minute."""
+    from s2tf_cli import audio as audio_io
+    from s2tf_cli.live import GAIN_HISTORY_FRAMES, LiveTalker
+
+    talker = LiveTalker(pipeline, fps=5)
+    loud = speechlike(10.0, seed=1) * 0.9
+    quiet = np.tile(speechlike(10.0, seed=2), 7) * 0.09
+    for wave in (loud, quiet):
+        for k in range(0, len(wave), 333):  # chunks that split 20 ms frames
+            talker.push(wave[k : k + 333])
+    assert len(talker.rms) == GAIN_HISTORY_FRAMES
+    expected = audio_io.loudness_gain(audio_io.frame_rms(quiet[-GAIN_HISTORY_FRAMES * 320 :]))
+    assert abs(np.log(talker.gain / expected)) < 0.05
