@@ -198,6 +198,8 @@ INIT_FROM_COMMAND_LINE = {
     "experiments/s2tf-real-faces-transfer-calm.json",
     "experiments/s2tf-real-faces-transfer-lowlr.json",
     "experiments/s2tf-real-faces-transfer-long.json",
+    "experiments/s2tf-real-faces-transfer-no-identity.json",
+    "experiments/s2tf-real-faces-transfer-identity-0.1.json",
 }
 FROM_SCRATCH = {
     "s2tf-cpu.json",
