@@ -197,6 +197,60 @@ def live_in_browser(model, wav: Path, seconds: float, chromium: str, record: boo
     return out
 
 
+def bench_live_server(model, minutes: float, speed: float = 3.0) -> dict:
+    """The Live WebSocket without a browser: a real recording sent `speed` times faster than spoken (under
+    the server's backlog limit) for `minutes` of audio, each frame acknowledged as it comes; the server's RSS
+    (this process) after each pass of the recording."""
+    import json as json_
+    import socket
+    import threading
+
+    import uvicorn
+    from websockets.sync.client import connect
+
+    from s2tf_cli.web.app import ServeLimits, create_app
+
+    wav = Path(__file__).resolve().parent.parent / "tests" / "data" / "librispeech-1034-121119-0000-7s.wav"
+    pcm = sf.read(wav, dtype="int16")[0].tobytes()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(model, ServeLimits()), host="127.0.0.1", port=port,
+                                           log_level="warning"))  # fmt: skip
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    got = [0]
+    with connect(f"ws://127.0.0.1:{port}/api/live", max_size=None) as ws:
+        ws.send(json_.dumps({"start": {"sample_rate": 16000}}))
+        ws.recv()
+
+        def page() -> None:
+            for message in ws:
+                if isinstance(message, str):
+                    return
+                got[0] += 1
+                ws.send(json_.dumps({"ack": int.from_bytes(message[:4], "little")}))
+
+        reader = threading.Thread(target=page, daemon=True)
+        reader.start()
+        rss, sent, t0 = [], 0, time.perf_counter()
+        while sent < minutes * 60 * 16000:
+            for k in range(0, len(pcm), 640):
+                ws.send(pcm[k : k + 640])
+                sent += 320
+                time.sleep(max(0.0, t0 + sent / 16000 / speed - time.perf_counter()))
+            rss.append(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6)
+        ws.send(json_.dumps({"stop": True}))
+        reader.join(timeout=60)
+    server.should_exit = True
+    per_pass = len(pcm) / 2 / 16000 / 60  # minutes of audio a pass
+    first = min(len(rss) - 1, int(round(1 / per_pass)))
+    return {f"live server RSS MB (after 1 min of audio, after {minutes:g} min; sent at {speed:g}x)": [
+                round(rss[first], 1), round(rss[-1], 1)],
+            "live server frames received": got[0]}  # fmt: skip
+
+
 def _slope_per_min(samples: list[float]) -> float:
     """Least-squares growth of once-a-second samples, per minute."""
     if len(samples) < 2:
@@ -427,6 +481,12 @@ def main() -> None:
         default=20.0,
         help="the Live tab in headless Chromium this long (600 for issue 34's 10 minutes; 0 skips it)",
     )
+    ap.add_argument(
+        "--live-server-minutes",
+        type=float,
+        default=0.0,
+        help="also the Live WebSocket without a browser for this many minutes of audio, sent 3x faster",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
@@ -447,6 +507,8 @@ def main() -> None:
         res.update(bench_talk(model, per_frame, tmp, voice10, 10))
         res.update(bench_precision(model, voice10))
         res.update(bench_stream(model, voice10, 10))
+        if args.live_server_minutes > 0:
+            res.update(bench_live_server(model, args.live_server_minutes))
         if args.live_seconds > 0:
             res.update(
                 bench_live(model, args.live_seconds, shutil.which("chromium") or shutil.which("chromium-browser"))

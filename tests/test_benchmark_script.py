@@ -98,3 +98,9 @@ def test_stream_figures(pipeline, voices):
     assert res["stream frames"] == math.ceil(seconds * 25 - 1e-9)
     assert res["stream latency ms (look-ahead + chunk p95)"] > res["stream chunk ms p95 (40 ms audio)"] > 0
     assert res["stream RTF"] > 0
+
+
+def test_live_server_bench_streams_a_real_recording_and_reports_memory(pipeline):
+    res = _bench().bench_live_server(pipeline, 0.15, speed=6.0)
+    (rss,) = [v for k, v in res.items() if k.startswith("live server RSS MB")]
+    assert len(rss) == 2 and all(r > 0 for r in rss) and res["live server frames received"] > 0

@@ -296,3 +296,21 @@ def test_live_is_one_session_at_a_time_and_refuses_bad_starts(client):
             assert message in error and "\n" not in error, error
     assert client.get("/api/info").json()["live_busy"] is False
     assert not any(client.app.state.server.folder.iterdir()), "nothing stored"
+
+
+def test_live_refuses_audio_sent_faster_than_it_is_spoken(client):
+    """12 s of audio at once is a backlog no live session should hold: one-line error, socket closed, the
+    next session can start."""
+    from s2tf_cli.web.live import BACKLOG_MAX_S, BEHIND
+
+    assert BACKLOG_MAX_S < 12
+    with client.websocket_connect("/api/live") as ws:
+        ws.send_json({"start": {"sample_rate": 16000}})
+        assert "ready" in ws.receive_json()
+        pcm = _pcm(speechlike(12.0))
+        for k in range(0, len(pcm), 64000):
+            ws.send_bytes(pcm[k : k + 64000])
+        while (message := ws.receive()).get("bytes") is not None:
+            pass
+        assert json.loads(message["text"]) == {"error": BEHIND}
+    assert client.get("/api/info").json()["live_busy"] is False

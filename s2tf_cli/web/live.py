@@ -10,7 +10,9 @@ Protocol (one session per connection):
 One live session at a time per model (the generator is the scarce thing): a second page is told "busy"
 and the socket closes (1013, try again later). A page that shows frames slower than they come never
 queues them: at most `IN_FLIGHT` frames are unacknowledged, and while that many are, each new frame
-replaces the one waiting (the older is dropped and counted). Nothing is stored: audio lives in the
+replaces the one waiting (the older is dropped and counted). Audio is live too: a client that sends it
+faster than it is spoken (over BACKLOG_MAX_S waiting for the talker) is told so and closed, so no backlog
+grows in memory. Nothing is stored: audio lives in the
 talker's few-second buffer, frames only until they are sent, and the pose image is deleted once read.
 """
 
@@ -27,10 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 
 IN_FLIGHT = 3  # frames sent and not yet acknowledged, at most
+STEP_MAX_S = 1.0  # audio one talker step takes at most (a late step catches up in a few)
+BACKLOG_MAX_S = 5.0  # audio waiting for its step at most: more means it arrives faster than it is spoken
 HEADER = struct.Struct("<Id")  # frame index, frame time (s)
 MIN_RATE, MAX_RATE = 8000, 96000
 DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,(?P<data>[A-Za-z0-9+/=\s]+)$")
 BUSY = "busy: another live session is running on this server; try again when it ends"
+BEHIND = (f"live: audio arrives faster than it is spoken (over {BACKLOG_MAX_S:g} s waiting); send it as it is "
+          "recorded")  # fmt: skip
 
 
 class LiveGate:
@@ -213,14 +219,20 @@ async def run_live(ws, model, gate: LiveGate, max_pose_bytes: int, files) -> Non
 
         pending, heard, stopping = bytearray(), asyncio.Event(), False
 
+        most = STEP_MAX_S * start.sample_rate * 2  # bytes of PCM one step takes at most
+
         async def compute() -> None:
-            """Steps the talker on all the audio that came since its last step, so a late step catches up
-            in one go; acknowledgements meanwhile are read at once, never queued behind audio."""
+            """Steps the talker on the audio that came since its last step (up to STEP_MAX_S a step), so a
+            late step catches up in one go; acknowledgements meanwhile are read at once, never queued behind
+            audio."""
             while True:
                 await heard.wait()
                 heard.clear()
-                data, last = bytes(pending), stopping
-                pending.clear()
+                take = len(pending) if stopping else min(len(pending), int(most))
+                data, last = bytes(pending[:take]), stopping
+                del pending[:take]
+                if pending and not last:
+                    heard.set()  # more waits: the next step takes it
                 for index, payload, closing in await loop.run_in_executor(None, step, data, last):
                     outbox.put(index, payload, last=closing)
                 if last:
@@ -235,6 +247,11 @@ async def run_live(ws, model, gate: LiveGate, max_pose_bytes: int, files) -> Non
             if message.get("bytes") is not None:
                 pending.extend(message["bytes"])
                 heard.set()
+                if len(pending) > BACKLOG_MAX_S * start.sample_rate * 2:
+                    compute_task.cancel()
+                    await ws.send_json({"error": BEHIND})
+                    await ws.close(code=1008)
+                    return
                 continue
             command = _json(message.get("text") or "")
             if "ack" in command:
