@@ -226,11 +226,16 @@ def bench_live_server(model, minutes: float, speed: float = 3.0) -> dict:
         ws.recv()
 
         def page() -> None:
+            from websockets.exceptions import ConnectionClosed
+
             for message in ws:
                 if isinstance(message, str):
                     return
                 got[0] += 1
-                ws.send(json_.dumps({"ack": int.from_bytes(message[:4], "little")}))
+                try:
+                    ws.send(json_.dumps({"ack": int.from_bytes(message[:4], "little")}))
+                except ConnectionClosed:  # the last frames can come after the server said "end" and closed
+                    return
 
         reader = threading.Thread(target=page, daemon=True)
         reader.start()
