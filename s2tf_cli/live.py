@@ -135,3 +135,26 @@ class LiveTalker:
             imgs = self.s2tf.model.generate(torch.stack(ids).to(f_s.dtype), f_ir, self.noise).float()
         self.emitted = stop
         return list(images.to_uint8(imgs))
+
+
+class PCMResampler:
+    """16-bit little-endian PCM chunks of any size (a sample may be split between two) at one rate ->
+    float32 at another, continuous across chunks: what the web page and `talk - --stream` send."""
+
+    def __init__(self, rate_in: int, rate_out: int):
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self.stream = None
+        if rate_in != rate_out:
+            import soxr
+
+            self.stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+        self.odd = b""  # a trailing half sample, kept for the next chunk
+
+    def __call__(self, data: bytes, last: bool = False) -> np.ndarray:
+        data = self.odd + data
+        even = len(data) - len(data) % 2
+        self.odd = data[even:]
+        x = np.frombuffer(data[:even], "<i2").astype(np.float32) / 32768.0
+        if self.stream is not None:
+            x = self.stream.resample_chunk(x, last=last)
+        return x

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__
-from ..errors import S2TFError, missing_dependency
+from ..errors import S2TFError, UsageError, missing_dependency
 
 app = typer.Typer(
     name="s2tf",
@@ -39,6 +39,18 @@ WeightsOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+JsonOutOpt = Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")]
+ReportOpt = Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")]
+
+
+def sources_and_output(folders: list[Path], what: str) -> tuple[list[Path], Path]:
+    """`data` commands' arguments: input folders, then the output folder last."""
+    if len(folders) < 2:
+        raise UsageError(f"give at least one {what} folder and then the output folder")
+    *sources, out = folders
+    return sources, out
+
+
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="auto (bf16 where the CPU/GPU has it natively), fp32 or bf16.")
 ]

@@ -12,7 +12,7 @@ import typer
 from ..corpus_format import is_corpus
 from ..errors import UsageError
 from ..evaluation.catalog import HIGHER, LOWER, columns
-from .common import _progress, _setup_logging, app, err, handle_errors
+from .common import JsonOutOpt, ReportOpt, _progress, _setup_logging, app, err, handle_errors
 
 ORACLE_ROW = "label oracle"
 DIFF_ROW = "Δ"  # "Δ B − A": B's figure minus A's on the same people, ± the paired standard error
@@ -41,8 +41,8 @@ def eval_cmd(
     split: Annotated[str, typer.Option("--split", help="Corpus split to score.")] = "test",
     max_people: Annotated[int, typer.Option("--max-people", help="Identities scored at most.")] = 200,
     sync_clips: Annotated[int, typer.Option("--sync-clips", help="Clips scored for lip sync.")] = 20,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
+    json_out: JsonOutOpt = None,
+    report: ReportOpt = None,
     figures: Annotated[Path | None, typer.Option("--figures", help="Write the pictures into this folder.")] = None,
     syncnet: Annotated[
         Path | None,

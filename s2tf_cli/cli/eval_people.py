@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .common import _progress, _setup_logging, app, err, handle_errors
+from .common import JsonOutOpt, ReportOpt, _progress, _setup_logging, app, err, handle_errors
 
 # (column, key in the results, format); the targets are read off these.
 COLUMNS = [
@@ -58,8 +58,8 @@ def eval_people_cmd(
             help="Weights to score; repeat for one row each. The first is the reference of the paired Δ rows.",
         ),
     ] = [],  # noqa: B006
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON here.")] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the table as Markdown here.")] = None,
+    json_out: JsonOutOpt = None,
+    report: ReportOpt = None,
     talking: Annotated[
         Path | None,
         typer.Option(

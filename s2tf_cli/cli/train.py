@@ -9,7 +9,7 @@ import typer
 
 from ..corpus_format import is_corpus
 from ..errors import UsageError
-from .common import _progress, _setup_logging, app, err, handle_errors
+from .common import _progress, _setup_logging, app, err, handle_errors, sources_and_output
 
 data_app = typer.Typer(help="Build a training corpus: synthesise one, or prepare any VoxCeleb2-layout tree.",
                        no_args_is_help=True)  # fmt: skip
@@ -125,9 +125,7 @@ def data_photos(
     _setup_logging(verbose)
     from ..data.photos import PhotoOptions, photo_people, prepare_photos
 
-    if len(folders) < 2:
-        raise UsageError("give at least one face folder and then the output folder")
-    *sources, out = folders
+    sources, out = sources_and_output(folders, "face")
     for folder in [*sources, *exclude]:
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such folder")
@@ -160,9 +158,7 @@ def data_faces(
     _setup_logging(verbose)
     from ..data.faceset import build_faceset, photos_in
 
-    if len(folders) < 2:
-        raise UsageError("give at least one face folder and then the output folder")
-    *sources, out = folders
+    sources, out = sources_and_output(folders, "face")
     for folder in sources:
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such folder")
@@ -198,9 +194,7 @@ def data_voices(
     from ..models.s2tf import S2TFModel
     from ..training.trainer import load_speaker_backbone
 
-    if len(folders) < 2:
-        raise UsageError("give at least one voice folder and then the output folder")
-    *sources, out = folders
+    sources, out = sources_and_output(folders, "voice")
     if not ge2e.is_file():
         raise UsageError(f"{ge2e}: no such file (run `s2tf data ge2e`)")
     try:

@@ -178,10 +178,8 @@ def _talk_stream(
     player or a virtual camera)."""
     import sys
 
-    import numpy as np
-
     from ..face_track import is_video
-    from ..live import LiveTalker
+    from ..live import LiveTalker, PCMResampler
 
     if not (0 < fps <= 120):
         raise UsageError(f"--fps must be between 0 and 120, not {fps}")
@@ -210,17 +208,11 @@ def _talk_stream(
             stdout.flush()
 
     chunk = 2 * int(model.cfg.audio.sample_rate * 0.04)  # 40 ms of 16-bit samples
-    carry = b""
-    while True:
-        data = stdin.read1(chunk) if hasattr(stdin, "read1") else stdin.read(chunk)
-        if not data:
-            break
-        data, carry = carry + data, b""
-        if len(data) % 2:
-            data, carry = data[:-1], data[-1:]
+    decode = PCMResampler(model.cfg.audio.sample_rate, model.cfg.audio.sample_rate)
+    while data := (stdin.read1(chunk) if hasattr(stdin, "read1") else stdin.read(chunk)):
         if mp4 is not None:
-            mp4.audio(data)
-        emit(talker.push(np.frombuffer(data, "<i2").astype(np.float32) / 32768.0))
+            mp4.audio(data)  # ffmpeg reads the bytes as one stream: a split sample joins there too
+        emit(talker.push(decode(data)))
     emit(talker.close())
     if mp4 is not None:
         mp4.close()

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..live import PCMResampler
+
 IN_FLIGHT = 3  # frames sent and not yet acknowledged, at most
 STEP_MAX_S = 1.0  # audio one talker step takes at most (a late step catches up in a few)
 BACKLOG_MAX_S = 5.0  # audio waiting for its step at most: more means it arrives faster than it is spoken
@@ -88,28 +90,6 @@ def parse_start(message: dict, max_pose_bytes: int) -> LiveStart:
         if len(pose) > max_pose_bytes:
             raise UsageError(f"live: pose image is larger than the {max_pose_bytes / 1e6:g} MB limit")
     return LiveStart(rate, seed, pose)
-
-
-class PCMResampler:
-    """16-bit PCM chunks at the page's rate -> float32 at the model's, continuous across chunks."""
-
-    def __init__(self, rate_in: int, rate_out: int):
-        self.rate_in, self.rate_out = rate_in, rate_out
-        self.stream = None
-        if rate_in != rate_out:
-            import soxr
-
-            self.stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
-        self.odd = b""  # a trailing half sample, kept for the next chunk
-
-    def __call__(self, data: bytes, last: bool = False) -> np.ndarray:
-        data = self.odd + data
-        even = len(data) - len(data) % 2
-        self.odd = data[even:]
-        x = np.frombuffer(data[:even], "<i2").astype(np.float32) / 32768.0
-        if self.stream is not None:
-            x = self.stream.resample_chunk(x, last=last)
-        return x
 
 
 def encode_frame(index: int, seconds: float, frame: np.ndarray, quality: int = 88) -> bytes:
