@@ -34,6 +34,10 @@ ADDED_KEYS = frozenset(
         "train_backbone",
         "kind",
         "sample_neighbours",
+        "pose",
+        "pose_cycle",
+        "pose_center",
+        "pose_scale",
     }
 )
 
@@ -148,6 +152,11 @@ class ModelConfig:
     # identities G was trained to draw. Retrieval always uses the raw f_id.
     centroid_prior: float = 0.0
     trained_steps: int = 0  # training steps behind these weights, summed over continued runs (informational)
+    # Where a GAN stage taught pose (data/pose_labels.py): f_ir^v's first entries are yaw, pitch and roll,
+    # each (measure - center) / scale in the landmark measures of the pose judge's definition. Empty: no
+    # pose entries (f_ir carries pose, if at all, where the encoder put it).
+    pose_center: list[float] = field(default_factory=list)
+    pose_scale: list[float] = field(default_factory=list)
     audio: AudioConfig = field(default_factory=AudioConfig)
     audio_identity: AudioIdentityConfig = field(default_factory=AudioIdentityConfig)
     audio_content: AudioContentConfig = field(default_factory=AudioContentConfig)

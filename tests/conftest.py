@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import shutil
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from safetensors.torch import save_file
+
+from s2tf_cli.config import AudioIdentityConfig, DiscriminatorConfig, preset
+from s2tf_cli.training.config import TrainConfig
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -212,4 +218,67 @@ def faceset(tmp_path_factory, s2f_tree, face_folders) -> Path:
     result = CliRunner().invoke(app, ["data", "faces", str(s2f_tree), str(face_folders["real"]), str(face_folders["celeb"]),
                                  str(face_folders["flat"]), str(out), "--size", "32", "-j", "1"])  # fmt: skip
     assert result.exit_code == 0, result.output
+    return out
+
+
+def ge2e_model_config():
+    """The tiny preset with a tiny GE2E under E_id^a and a residual D."""
+    cfg = preset("tiny")
+    return dataclasses.replace(
+        cfg, preset="tiny-real",
+        audio_identity=AudioIdentityConfig(backbone="ge2e", ge2e_hidden=8, ge2e_layers=1, head_hidden=16),
+        discriminator=DiscriminatorConfig(channels=[8, 16], kind="residual"),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def ge2e_file(tmp_path_factory) -> Path:
+    from s2tf_cli.models.s2tf import S2TFModel
+
+    torch.manual_seed(5)
+    model = S2TFModel(ge2e_model_config())
+    path = tmp_path_factory.mktemp("ge2e") / "ge2e.safetensors"
+    save_file({k: v.contiguous() for k, v in model.audio_identity.backbone.state_dict().items()}, str(path))
+    return path
+
+
+def faces_config(faceset: Path, ge2e: Path) -> TrainConfig:
+    cfg = TrainConfig(model=ge2e_model_config(), faceset=str(faceset), audio_identity_init=str(ge2e))
+    cfg.steps.faces, cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 4, 0, 0, 0
+    cfg.faces.identity_start = 1
+    cfg.faces.r1_every = 2
+    cfg.batch_size, cfg.sample_every, cfg.checkpoint_every, cfg.log_every = 4, 2, 2, 1
+    cfg.precision = "fp32"
+    return cfg
+
+
+def label_from_pixels(faceset: Path) -> tuple[np.ndarray, dict, int]:
+    """pose.csv for a test face set, every 5th photo unlabelled; the labels are read off the pixels (yaw:
+    left half's brightness over the right's, pitch: top over bottom), so a network can learn them.
+    Returns the labels, label_faceset's summary and the photos its progress counted."""
+    from s2tf_cli.data.pose_labels import label_faceset
+
+    images = np.load(faceset / "faces.npy").astype(np.float64) / 255
+    n, half = len(images), images.shape[1] // 2
+    yaw = images[:, :, :half].mean((1, 2, 3)) - images[:, :, half:].mean((1, 2, 3))
+    pitch = 0.5 + images[:, half:].mean((1, 2, 3)) - images[:, :half].mean((1, 2, 3))
+    truth = np.stack([yaw, pitch, 0.01 * (np.arange(n) % 5) - 0.02], 1)
+    calls = iter(range(n))
+
+    def estimator(image: np.ndarray):
+        i = next(calls)
+        assert image.shape == images.shape[1:]
+        return None if i % 5 == 4 else tuple(truth[i])
+
+    ticks: list[int] = []
+    summary = label_faceset(faceset, estimator, progress=ticks.append)
+    return truth, summary, sum(ticks)
+
+
+@pytest.fixture(scope="session")
+def posed_faceset(tmp_path_factory, faceset) -> Path:
+    """The test face set with pose labels, for recipes that teach pose."""
+    out = tmp_path_factory.mktemp("posed") / "faces"
+    shutil.copytree(faceset, out)
+    label_from_pixels(out)
     return out

@@ -13,36 +13,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TRAIN_PERSON, VAL_PERSON, holdout_name, speechlike
-from safetensors.torch import load_file, save_file
+from conftest import TRAIN_PERSON, VAL_PERSON, faces_config, ge2e_model_config, holdout_name, speechlike
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
-from s2tf_cli.config import AudioIdentityConfig, ConfigError, DiscriminatorConfig, preset
+from s2tf_cli.config import ConfigError, DiscriminatorConfig, preset
 from s2tf_cli.training.config import TrainConfig
 
 runner = CliRunner()
-
-
-def _ge2e_model_config():
-    """The tiny preset with a tiny GE2E under E_id^a and a residual D."""
-    cfg = preset("tiny")
-    return dataclasses.replace(
-        cfg, preset="tiny-real",
-        audio_identity=AudioIdentityConfig(backbone="ge2e", ge2e_hidden=8, ge2e_layers=1, head_hidden=16),
-        discriminator=DiscriminatorConfig(channels=[8, 16], kind="residual"),
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def ge2e_file(tmp_path_factory) -> Path:
-    from s2tf_cli.models.s2tf import S2TFModel
-
-    torch.manual_seed(5)
-    model = S2TFModel(_ge2e_model_config())
-    path = tmp_path_factory.mktemp("ge2e") / "ge2e.safetensors"
-    save_file({k: v.contiguous() for k, v in model.audio_identity.backbone.state_dict().items()}, str(path))
-    return path
 
 
 def test_faceset_holds_every_face_with_labels_and_the_validation_split(faceset, s2f_tree):
@@ -124,24 +103,14 @@ def test_stage_runs_of_their_own_refuse_other_stages():
                                "steps": {"faces": 5, "voices": 5, "visual": 0, "sync": 0, "finetune": 0}})  # fmt: skip
 
 
-def _faces_config(faceset: Path, ge2e: Path) -> TrainConfig:
-    cfg = TrainConfig(model=_ge2e_model_config(), faceset=str(faceset), audio_identity_init=str(ge2e))
-    cfg.steps.faces, cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune = 4, 0, 0, 0
-    cfg.faces.identity_start = 1
-    cfg.faces.r1_every = 2
-    cfg.batch_size, cfg.sample_every, cfg.checkpoint_every, cfg.log_every = 4, 2, 2, 1
-    cfg.precision = "fp32"
-    return cfg
-
-
 @pytest.fixture(scope="module")
 def faces_run(faceset, ge2e_file, tmp_path_factory) -> Path:
     from s2tf_cli.training.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "faces"
-    summary = train(_faces_config(faceset, ge2e_file), out, max_steps=2, cpu=True)
+    summary = train(faces_config(faceset, ge2e_file), out, max_steps=2, cpu=True)
     assert summary["steps"] == 2
-    summary = train(_faces_config(faceset, ge2e_file), out, cpu=True)  # resumes at step 2
+    summary = train(faces_config(faceset, ge2e_file), out, cpu=True)  # resumes at step 2
     assert summary["steps"] == 4
     return out
 
@@ -176,7 +145,7 @@ def voiceset(tmp_path_factory, s2f_tree, libri_tree, face_folders, ge2e_file) ->
     from s2tf_cli.models.s2tf import S2TFModel
     from s2tf_cli.training.trainer import load_speaker_backbone
 
-    model = S2TFModel(_ge2e_model_config()).eval()
+    model = S2TFModel(ge2e_model_config()).eval()
     load_speaker_backbone(model, str(ge2e_file))
     build_voiceset([s2f_tree, face_folders["real"], libri_tree], out, model, augmented=1)
     return out
@@ -209,7 +178,7 @@ def test_voice_stage_trains_only_the_head_and_exports(faces_run, faceset, voices
     from s2tf_cli.training.trainer import train
 
     init = export(faces_run, tmp_path / "faces-exp")
-    cfg = _faces_config(faceset, ge2e_file)
+    cfg = faces_config(faceset, ge2e_file)
     cfg.steps.faces, cfg.steps.voices = 0, 6
     cfg.init, cfg.voiceset, cfg.audio_identity_init = str(init), str(voiceset), ""  # GE2E from the voice set
     cfg.sample_every, cfg.checkpoint_every, cfg.log_every = 3, 3, 3
@@ -265,7 +234,7 @@ def test_identity_run_then_a_gan_stage_on_its_frozen_encoder(faceset, ge2e_file,
     from s2tf_cli.training.export import export
     from s2tf_cli.training.trainer import train
 
-    cfg = _faces_config(faceset, ge2e_file)
+    cfg = faces_config(faceset, ge2e_file)
     cfg.steps.faces, cfg.steps.identity = 0, 3
     cfg.checkpoint_every = 3
     assert train(cfg, tmp_path / "id", cpu=True)["steps"] == 3
@@ -403,7 +372,7 @@ def test_a_resumed_faces_run_takes_the_recipes_learning_rates(faceset, ge2e_file
     """A GAN run may go on calmer than it began: on resume the recipe's lr replaces the checkpoint's."""
     from s2tf_cli.training.trainer import train
 
-    cfg = _faces_config(faceset, ge2e_file)
+    cfg = faces_config(faceset, ge2e_file)
     train(cfg, tmp_path / "run", max_steps=2, cpu=True)
     cfg.lr, cfg.encoder_lr = 5e-4, 1e-4
     train(cfg, tmp_path / "run", max_steps=4, cpu=True)

@@ -134,6 +134,8 @@ def test_every_recipe_warm_starts_and_takes_a_step(name, prepared_corpus, facese
         small["audio_identity_init"] = str(request.getfixturevalue("ge2e_weights"))
     (tmp_path / "small.json").write_text(json.dumps(small))
     args = ["train", str(tmp_path / "small.json"), "--out", str(tmp_path / "run"), "--max-steps", "1", "--cpu"]
+    if recipe.get("faces", {}).get("pose"):
+        faceset = request.getfixturevalue("posed_faceset")
     data = {"corpus": prepared_corpus, "faceset": faceset, "voiceset": real_voiceset, "extra_faces": photos}
     for key, folder in data.items():
         if recipe.get(key) is not None or (key == "extra_faces" and recipe.get("extra_face_share")):

@@ -200,6 +200,7 @@ INIT_FROM_COMMAND_LINE = {
     "experiments/s2tf-real-faces-transfer-long.json",
     "experiments/s2tf-real-faces-transfer-no-identity.json",
     "experiments/s2tf-real-faces-transfer-identity-0.1.json",
+    "experiments/s2tf-real-faces-pose.json",
 }
 FROM_SCRATCH = {
     "s2tf-cpu.json",

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..corpus_format import is_corpus
-from ..errors import UsageError
+from ..errors import MissingDependencyError, UsageError
 from .common import _progress, _setup_logging, app, err, handle_errors, sources_and_output
 
 data_app = typer.Typer(help="Build a training corpus: synthesise one, or prepare any VoxCeleb2-layout tree.",
@@ -169,6 +169,30 @@ def data_faces(
         task = bar.add_task("cropping faces", total=total)
         summary = build_faceset(sources, out, size, workers, progress=lambda n: bar.advance(task, n))
     typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@data_app.command("pose")
+@handle_errors
+def data_pose(
+    faceset: Annotated[Path, typer.Argument(help="Face set from `s2tf data faces`; pose.csv is written into it.")],
+) -> None:
+    """Head-pose labels (yaw, pitch, roll) for every photo of a face set, read by MediaPipe's FaceMesh, for
+    recipes that teach f_ir pose (`faces.pose`). Needs mediapipe 0.10.14 (see the training docs)."""
+    from ..data.pose_labels import FaceMeshPose, label_faceset
+
+    if not (faceset / "faces.npy").is_file():
+        raise UsageError(f"{faceset}: not a face set (run `s2tf data faces`)")
+    try:
+        estimator = FaceMeshPose()
+    except ImportError as exc:
+        raise MissingDependencyError(str(exc)) from None
+    import numpy as np
+
+    count = len(np.load(faceset / "faces.npy", mmap_mode="r"))
+    with _progress() as bar:
+        task = bar.add_task("reading head poses", total=count)
+        summary = label_faceset(faceset, estimator, progress=lambda n: bar.advance(task, n))
+    typer.echo(f"{faceset / 'pose.csv'}: " + " ".join(f"{k}={v}" for k, v in summary.items()))
 
 
 @data_app.command("voices")

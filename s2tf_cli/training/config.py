@@ -62,6 +62,8 @@ class FacePriorLoss:
     real_share: float = 0.25  # share of each batch drawn from photos of real-voice people (s2f, RAVDESS)
     augment: list[str] = field(default_factory=lambda: ["color", "translation", "cutout"])  # DiffAugment
     mapping_lr: float = 0.1  # the mapping MLP's lr as a fraction of G's (StyleGAN2: 0.01)
+    pose: float = 0.0  # f_ir^v[:, :3] regresses the target's standardised yaw, pitch, roll (face set pose.csv)
+    pose_cycle: float = 0.0  # E_ir^v (frozen for this term) reads back from each drawn face the pose it was given
 
 
 @dataclass

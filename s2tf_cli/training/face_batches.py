@@ -2,7 +2,9 @@
 
 Each sample is a target photo B and an identity photo A of the same person: another photo where the
 person has several (CelebA, VoxCeleb celebrities), else B itself re-framed and re-lit, so G cannot copy
-A's pixels into B. Only the `train` split is read: validation people are never drawn.
+A's pixels into B. Only the `train` split is read: validation people are never drawn. Where the set has
+head-pose labels (`pose.csv`, data/pose_labels.py), each target carries its pose, standardised by the set's
+own spread (`pose_center`, `pose_scale`) and mirrored with the photo.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ class FaceSet:
             by_person.setdefault(r.person, []).append(i)
         self.same = [by_person[r.person] for r in self.rows]
         self.real = np.array([r.source in REAL_VOICE_SOURCES for r in self.rows])
+        from ..data.pose_labels import read_pose
+
+        self.pose = read_pose(folder, len(array))[idx]
+        # Yaw and roll change sign with a mirror image and targets are mirrored half the time, so their
+        # centre is 0; pitch's is the set's median (the nose tip sits below the eyes in a level face).
+        posed = np.isfinite(self.pose[:, 0])
+        self.pose_center = np.array([0.0, np.median(self.pose[posed, 1]), 0.0]) if posed.any() else np.zeros(3)
+        spread = np.sqrt(np.mean((self.pose[posed] - self.pose_center) ** 2, axis=0)) if posed.sum() > 1 else 0
+        self.pose_scale = np.where(np.asarray(spread) > 0, spread, 1.0) * np.ones(3)
 
     @property
     def num_labels(self) -> int:
@@ -103,12 +114,14 @@ class FaceSet:
             other_idx, n_real = real_idx, 0
         picks = np.concatenate([rng.choice(real_idx, n_real), rng.choice(other_idx, n - n_real)]).astype(int)
         targets, ids = [], []
-        for i in picks:
+        pose = (self.pose[picks] - self.pose_center) / self.pose_scale
+        for row, i in enumerate(picks):
             same = self.same[i]
             j = int(rng.choice([k for k in same if k != i])) if len(same) > 1 else int(i)
             target = self.images[i]
             if rng.random() < 0.5:
                 target = target[:, ::-1]
+                pose[row, [0, 2]] *= -1  # a mirrored head turns and tilts the other way
             targets.append(target)
             ids.append(_reframe(self.images[j], rng, fresh=j == i))
         return {
@@ -118,6 +131,7 @@ class FaceSet:
             "gender": torch.from_numpy(self.gender[picks]).long(),
             "age": torch.from_numpy(self.age[picks]),
             "ethnicity": torch.from_numpy(self.ethnicity[picks]).long(),
+            "pose": torch.from_numpy(pose.astype(np.float32)),  # NaN rows: no label
         }
 
 

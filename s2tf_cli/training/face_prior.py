@@ -13,6 +13,10 @@ on real photos of ~10k people, and G is asked for faces at novel identities too:
 - G(f_id*, f_ir(C)) with f_id* a slerp between two people and C a third photo: no target, only D and
   E_id^v's cosine to f_id* judge it. This is what makes the space between people draw faces.
 - D is a residual whole-image discriminator on DiffAugment'ed inputs with lazy R1.
+- Pose (`faces.pose`, where the face set has pose labels): f_ir^v's first three entries are taught the
+  target's yaw, pitch and roll (FaceMesh's reading, standardised: data/pose_labels.py), and every drawn face
+  is asked to show the pose it was given, read back by E_ir^v (`faces.pose_cycle`), so `--pose` turns the
+  head and head motion can be written into f_ir directly.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ AGE_SCALE = 50.0  # years per unit of the age head's output
 # Every row of metrics-faces.csv has these columns (NaN where a step did not compute one: R1 is lazy,
 # the identity term starts late, a batch may hold no labelled photo).
 METRICS = ("loss_g", "adv_g", "rec_low", "rec_mouth", "id_cos", "arcface", "arcface_acc", "gender_acc", "age_mae",
-           "loss_d", "d_real", "d_fake", "r1")  # fmt: skip
+           "loss_d", "d_real", "d_fake", "r1", "pose_err", "pose_cycle")  # fmt: skip
+POSE_DIMS = 3  # yaw, pitch, roll: f_ir^v[:, :3] when a run teaches pose
 IDENTITY_METRICS = ("loss_g", "arcface", "arcface_acc", "gender_acc", "age_mae")
 
 
@@ -77,15 +82,12 @@ class FacePriorModule(nn.Module):
 
     def identity_of(self, image: torch.Tensor) -> torch.Tensor:
         """f_id^v of generated images with E_id^v's weights and batch-norm statistics left as they are."""
-        enc = self.model.visual_identity
-        params = {k: v.detach() for k, v in enc.named_parameters()}
-        buffers = {k: v.clone() for k, v in enc.named_buffers()}
-        was = enc.training
-        enc.eval()
-        try:
-            return functional_call(enc, {**params, **buffers}, (image,))
-        finally:
-            enc.train(was)
+        return _frozen_call(self.model.visual_identity, image)
+
+    def pose_of(self, image: torch.Tensor) -> torch.Tensor:
+        """The pose E_ir^v reads in generated images, its weights left as they are (G alone answers for it)."""
+        return _frozen_call(self.model.visual_irrelevant, image)[:, :POSE_DIMS]
+
 
     def forward(self, batch: dict, part: str, step: int = 0, fake: torch.Tensor | None = None):
         if part == "encoder":  # an identity run: E_id^v, W and the attribute heads alone
@@ -136,6 +138,13 @@ class FacePriorModule(nn.Module):
         loss, f_id = self._encoder_losses(batch, metrics)
         f_id = F.normalize(f_id.detach().float(), dim=-1)
         f_ir = m.visual_irrelevant(_relight(batch["frame"]))
+        if w.pose and "pose" in batch:
+            target = batch["pose"]
+            ok = torch.isfinite(target[:, 0])
+            if ok.any():
+                err = F.smooth_l1_loss(f_ir[ok, :POSE_DIMS].float(), target[ok])
+                metrics["pose_err"] = err.detach()
+                loss = loss + w.pose * err
         keep = (torch.rand(len(f_ir), 1, device=f_ir.device) >= self.cfg.ir_dropout).to(f_ir.dtype)
         f_ir = f_ir * keep
         fake = m.generate(f_id, f_ir)
@@ -146,7 +155,7 @@ class FacePriorModule(nn.Module):
         mouth = (fake[..., r0:r1, c0:c1].float() - real[..., r0:r1, c0:c1].float()).abs().mean()
         metrics.update({"rec_low": rec.detach(), "rec_mouth": mouth.detach()})
         loss = loss + w.rec_low * rec + w.rec_mouth * mouth
-        codes, fakes = [f_id], [fake]
+        codes, fakes, irs = [f_id], [fake], [f_ir]
         n_mix = int(round(len(f_id) * w.mix_share))
         if n_mix:
             order = torch.randperm(len(f_id), device=f_id.device)
@@ -154,6 +163,7 @@ class FacePriorModule(nn.Module):
             f_mix = slerp(f_id[:n_mix], f_id[order[:n_mix]], t)
             f_ir_mix = f_ir.detach()[order.flip(0)[:n_mix]]
             codes.append(f_mix)
+            irs.append(f_ir_mix)
             fakes.append(m.generate(f_mix, f_ir_mix))
         all_fake = torch.cat(fakes)
         adv = adversarial_g(self.discriminator(diff_augment(all_fake, w.augment)))
@@ -163,6 +173,11 @@ class FacePriorModule(nn.Module):
             cos = F.cosine_similarity(self.identity_of(all_fake).float(), torch.cat(codes), dim=-1)
             metrics["id_cos"] = cos.mean().detach()
             loss = loss + w.identity * (1 - cos).mean()
+        if w.pose_cycle:  # the pose asked for (0 where f_ir was dropped: the set's typical, level pose)
+            asked = torch.cat(irs)[:, :POSE_DIMS].detach().float()
+            cycle = F.smooth_l1_loss(self.pose_of(all_fake).float(), asked)
+            metrics["pose_cycle"] = cycle.detach()
+            loss = loss + w.pose_cycle * cycle
         metrics["loss_g"] = loss.detach()
         return loss, metrics, all_fake
 
@@ -182,6 +197,18 @@ class FacePriorModule(nn.Module):
         (grad,) = torch.autograd.grad(out.sum(), real, create_graph=True)
         penalty = grad.pow(2).flatten(1).sum(1).mean()
         return w.r1 / 2 * penalty * w.r1_every, {"r1": penalty.detach()}, None
+
+
+def _frozen_call(enc: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """`enc(image)` with its weights detached and its buffers untouched: a judge for G inside training."""
+    params = {k: v.detach() for k, v in enc.named_parameters()}
+    buffers = {k: v.clone() for k, v in enc.named_buffers()}
+    was = enc.training
+    enc.eval()
+    try:
+        return functional_call(enc, {**params, **buffers}, (image,))
+    finally:
+        enc.train(was)
 
 
 def _relight(image: torch.Tensor) -> torch.Tensor:
@@ -248,10 +275,16 @@ def train_face_prior(
     accelerator = make_accelerator(cpu, cfg.precision)
     rank = accelerator.process_index
     out = Path(out)
+    faces = FaceSet(cfg.faceset, cfg.model.image_size)
+    if cfg.faces.pose and not cfg.steps.identity:
+        if not np.isfinite(faces.pose[:, 0]).any():
+            raise ValueError(f"{cfg.faceset}: the recipe teaches pose but the face set has no pose labels "
+                             "(pose.csv: `s2tf data pose`)")  # fmt: skip
+        cfg.model.pose_center = [round(float(v), 5) for v in faces.pose_center]
+        cfg.model.pose_scale = [round(float(v), 5) for v in faces.pose_scale]
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "train_config.json")
-    faces = FaceSet(cfg.faceset, cfg.model.image_size)
     if faces.num_labels > cfg.model.num_identities:
         raise ValueError(f"{cfg.faceset}: {faces.num_labels} labelled people but the model has "
                          f"{cfg.model.num_identities} centroids")  # fmt: skip

@@ -134,6 +134,7 @@ def train(
     progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Run (or resume) training into `out`; stops after `max_steps` total steps if given."""
+    inherit_pose(cfg)
     if cfg.steps.faces or cfg.steps.identity:
         from .face_prior import train_face_prior
 
@@ -284,6 +285,18 @@ def train(
     if accelerator.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def inherit_pose(cfg: TrainConfig) -> None:
+    """A recipe continuing weights whose f_ir carries pose entries (a pose-taught GAN stage) keeps their
+    meaning in its own model config, so every later export still says where pose is."""
+    if not cfg.init or cfg.model.pose_scale:
+        return
+    from ..config import ModelConfig
+    from ..hub import resolve
+
+    theirs = ModelConfig.load(resolve(cfg.init).folder / "config.json")
+    cfg.model.pose_center, cfg.model.pose_scale = list(theirs.pose_center), list(theirs.pose_scale)
 
 
 def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: str, reinit: list[str] = ()) -> int:

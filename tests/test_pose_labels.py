@@ -1,0 +1,167 @@
+"""Pose labels for a face set and the GAN stage that teaches f_ir^v pose with them."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import faces_config, label_from_pixels
+from typer.testing import CliRunner
+
+from s2tf_cli.cli import app
+from s2tf_cli.data.pose_labels import LEFT_EYE, NOSE_TIP, RIGHT_EYE, label_faceset, pose_from_mesh, read_pose
+from s2tf_cli.training.face_batches import FaceSet
+
+runner = CliRunner()
+
+
+def _mesh(yaw_px: float, drop_px: float, roll: float) -> np.ndarray:
+    """468 FaceMesh-like points: eyes 40 px apart, the nose tip `yaw_px` right of and `drop_px` below their
+    midpoint, the whole face turned in the image plane by `roll` radians about that midpoint."""
+    pts = np.zeros((468, 2))
+    pts[list(RIGHT_EYE)] = [[-25, 0], [-15, 0]]
+    pts[list(LEFT_EYE)] = [[25, 0], [15, 0]]
+    pts[NOSE_TIP] = [yaw_px, drop_px]
+    c, s = np.cos(roll), np.sin(roll)
+    return pts @ np.array([[c, s], [-s, c]]) + [100, 120]
+
+
+def test_pose_from_mesh_reads_the_judges_measures_in_the_faces_own_frame():
+    yaw, pitch, roll = pose_from_mesh(_mesh(8, 22, 0.0))
+    assert (yaw, pitch, roll) == pytest.approx((8 / 40, 22 / 40, 0.0))
+    yaw, pitch, roll = pose_from_mesh(_mesh(8, 22, 0.3))  # a tilted head: yaw and pitch unchanged
+    assert (yaw, pitch, roll) == pytest.approx((0.2, 0.55, 0.3))
+    mirrored = _mesh(8, 22, 0.3) * [-1, 1]  # the mirror image: FaceMesh swaps the eyes too
+    mirrored[list(RIGHT_EYE) + list(LEFT_EYE)] = mirrored[list(LEFT_EYE) + list(RIGHT_EYE)]
+    assert pose_from_mesh(mirrored) == pytest.approx((-0.2, 0.55, -0.3))
+
+
+def _posed_faceset(faceset: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
+    out = tmp_path / "faces"
+    shutil.copytree(faceset, out)
+    truth, summary, ticks = label_from_pixels(out)
+    n = len(truth)
+    assert summary == {"photos": n, "posed": n - len(range(4, n, 5))} and ticks == n
+    return out, truth
+
+
+def test_label_faceset_writes_a_row_per_photo_and_reads_back(faceset, tmp_path):
+    posed, truth = _posed_faceset(faceset, tmp_path)
+    assert not (posed / "pose.csv.part").exists()
+    with open(posed / "pose.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["index"]) for r in rows] == list(range(len(truth)))
+    got = read_pose(posed, len(truth))
+    labelled = np.arange(len(truth)) % 5 != 4
+    np.testing.assert_allclose(got[labelled], truth[labelled], atol=1e-5)
+    assert np.isnan(got[~labelled]).all()
+    assert np.isnan(read_pose(faceset, 3)).all()  # a set without labels: every row unlabelled
+    with pytest.raises(FileNotFoundError, match="not a face set"):
+        label_faceset(tmp_path, lambda im: None)
+
+
+def test_face_batches_carry_standardised_poses_mirrored_with_their_photos(faceset, tmp_path):
+    posed, truth = _posed_faceset(faceset, tmp_path)
+    faces = FaceSet(posed, 32)
+    labelled = np.isfinite(faces.pose[:, 0])
+    assert faces.pose_center[0] == 0 and faces.pose_center[2] == 0
+    assert faces.pose_center[1] == pytest.approx(np.median(faces.pose[labelled, 1]))
+    assert (faces.pose_scale > 0).all()
+    # each photo: its row number in green, a bright left half in red, so a drawn target says which photo it is
+    # and whether it was mirrored
+    faces.images = np.zeros_like(faces.images)
+    faces.images[..., 1] = np.arange(len(faces))[:, None, None]
+    faces.images[:, :, :16, 0] = 255
+    flips, seen = 0, 0
+    for seed in range(6):
+        batch = faces.draw(8, np.random.default_rng(seed))
+        for frame, got in zip(batch["frame"], batch["pose"].numpy()):
+            i = int(round((float(frame[1].mean()) + 1) * 127.5))
+            want = (faces.pose[i] - faces.pose_center) / faces.pose_scale
+            if not np.isfinite(want[0]):
+                assert np.isnan(got).all()
+                continue
+            if frame[0, :, :16].mean() < 0:  # the bright half is on the right: mirrored
+                want = want * [-1, 1, -1]
+                flips += 1
+            seen += 1
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert 0 < flips < seen
+
+
+def test_a_pose_run_teaches_f_ir_pose_and_exports_where_it_is(faceset, ge2e_file, tmp_path):
+    from s2tf_cli.hub import load_model, resolve
+    from s2tf_cli.training.export import export
+    from s2tf_cli.training.trainer import train
+
+    posed, _ = _posed_faceset(faceset, tmp_path)
+    cfg = faces_config(posed, ge2e_file)
+    cfg.faces.pose, cfg.faces.pose_cycle = 1.0, 0.5
+    train(cfg, tmp_path / "run", cpu=True)
+    with open(tmp_path / "run" / "metrics-faces.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(np.isfinite(float(r["pose_err"])) and np.isfinite(float(r["pose_cycle"])) for r in rows)
+    model = load_model(resolve(str(export(tmp_path / "run", tmp_path / "exp"))))
+    faces = FaceSet(posed, 32)
+    assert model.cfg.pose_center == pytest.approx(faces.pose_center.tolist(), abs=1e-5)
+    assert model.cfg.pose_scale == pytest.approx(faces.pose_scale.tolist(), abs=1e-5)
+    # a later stage continuing these weights keeps where pose is
+    from s2tf_cli.training.config import TrainConfig
+    from s2tf_cli.training.trainer import inherit_pose
+
+    later = TrainConfig(model=faces_config(posed, ge2e_file).model, init=str(tmp_path / "exp"))
+    inherit_pose(later)
+    assert later.model.pose_scale == model.cfg.pose_scale and later.model.pose_center == model.cfg.pose_center
+    # without labels a pose recipe stops at once, naming the face set
+    cfg = faces_config(faceset, ge2e_file)
+    cfg.faces.pose = 1.0
+    with pytest.raises(ValueError, match="no pose labels"):
+        train(cfg, tmp_path / "unposed", cpu=True)
+    assert not (tmp_path / "unposed" / "checkpoints").exists()
+
+
+def test_the_pose_term_teaches_e_ir_the_labels(faceset, tmp_path):
+    """The GAN step's pose term alone (every other weight 0) brings E_ir^v's first entries to the labels."""
+    from s2tf_cli.training.face_prior import POSE_DIMS, FacePriorModule
+
+    posed, _ = _posed_faceset(faceset, tmp_path)
+    faces = FaceSet(posed, 32)
+    cfg = faces_config(posed, tmp_path / "none")
+    w = cfg.faces
+    w.adv = w.rec_low = w.rec_mouth = w.identity = w.arcface = w.attributes = w.mix_share = w.pose_cycle = 0.0
+    w.pose = 1.0
+    torch.manual_seed(0)
+    module = FacePriorModule(cfg)
+    module.set_training()
+    batch = faces.draw(16, np.random.default_rng(0))
+    opt = torch.optim.Adam(module.model.visual_irrelevant.parameters(), lr=5e-3)
+    errors = []
+    for _ in range(60):
+        loss, metrics, _ = module(batch, "g", 0)
+        errors.append(float(metrics["pose_err"]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert errors[-1] < 0.6 * errors[0], errors[::10]
+    with torch.no_grad():
+        module.eval()
+        f_ir = module.model.visual_irrelevant(batch["frame"])[:, :POSE_DIMS]
+    ok = torch.isfinite(batch["pose"][:, 0])
+    yaw_corr = np.corrcoef(f_ir[ok, 0].numpy(), batch["pose"][ok, 0].numpy())[0, 1]
+    assert yaw_corr > 0.9, yaw_corr
+
+
+def test_cli_data_pose_refuses_a_non_faceset_and_a_missing_mediapipe(tmp_path, faceset, monkeypatch):
+    result = runner.invoke(app, ["data", "pose", str(tmp_path)])
+    assert result.exit_code != 0 and f"{tmp_path}: not a face set" in result.output
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # `import mediapipe` fails as when not installed
+    copy = tmp_path / "faces"
+    shutil.copytree(faceset, copy)
+    result = runner.invoke(app, ["data", "pose", str(copy)])
+    assert result.exit_code != 0 and "mediapipe 0.10.14" in result.output
+    assert "Traceback" not in result.output and not (copy / "pose.csv").exists()
