@@ -25,7 +25,8 @@ GAIN_HISTORY_FRAMES = 3000  # 60 s of 20 ms frames
 
 
 class LiveTalker:
-    def __init__(self, s2tf, fps: float = 25.0, pose=None, seed: int | None = None, ease: float = 0.08):
+    def __init__(self, s2tf, fps: float = 25.0, pose=None, seed: int | None = None, ease: float = 0.08,
+                 motion: str = "natural"):  # fmt: skip
         a = s2tf.cfg.audio
         self.s2tf, self.a, self.fps, self.ease = s2tf, a, fps, ease
         self.hop, self.half = a.hop_length, a.content_window // 2
@@ -47,6 +48,7 @@ class LiveTalker:
         self.seed = seed
         self.pose = s2tf.pose_feature(pose) if pose is not None else None
         self.noise = s2tf.model.generator.make_noise(seed or 0, s2tf.device)
+        self.head = s2tf.head_motion(fps, seed or 0) if motion == "natural" else None  # causal: streams as talk does
 
     @property
     def lookahead_s(self) -> float:
@@ -130,8 +132,11 @@ class LiveTalker:
             self.shown = F.normalize(self.shown + self.ease * (self.target - self.shown), dim=-1)
             ids.append(self.shown)
         with torch.inference_mode(), self.s2tf._per_frame():
-            f_s = self.s2tf.model.audio_content(torch.stack(windows))
+            stacked = torch.stack(windows)
+            f_s = self.s2tf.model.audio_content(stacked)
             f_ir = f_s + self.pose.to(f_s.dtype) if self.pose is not None else f_s
+            if self.head is not None:
+                f_ir = f_ir + self.head(stacked).to(f_ir.dtype)
             imgs = self.s2tf.model.generate(torch.stack(ids).to(f_s.dtype), f_ir, self.noise).float()
         self.emitted = stop
         return list(images.to_uint8(imgs))

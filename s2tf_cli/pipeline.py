@@ -30,6 +30,7 @@ from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.inference import fold_batchnorm, use_inference_path
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel, slerp, turn
+from .motion import MOTIONS
 from .outputs import atomic_path, provenance
 from .precision import select_precision
 
@@ -295,6 +296,26 @@ class S2TF:
             track = torch.cat([track, track[-1:].expand(n_frames - len(track), -1)])
         return track
 
+    def head_motion(self, fps: float, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """A causal head-motion source for `talk`: content windows in, f_ir offsets in the pose entries
+        out (motion.py); None for weights without pose entries (their head cannot be turned on request)."""
+        from .motion import HeadMotion
+
+        cfg = self.cfg
+        if not cfg.pose_scale:
+            log.info("these weights carry no pose entries in f_ir: the head stays still")
+            return None
+        motion = HeadMotion(fps, seed)
+        scale = torch.tensor(cfg.pose_scale, dtype=torch.float32, device=self.device)
+        half = cfg.audio.content_window // 2
+
+        def offsets(windows: torch.Tensor) -> torch.Tensor:
+            energy = windows[:, :, half - 1 : half + 1].float().mean(dim=(1, 2)).cpu().numpy()
+            pose = torch.from_numpy(motion.step(energy)).float().to(self.device) / scale[:3]
+            return F.pad(pose, (0, cfg.ir_dim - pose.shape[1]))
+
+        return offsets
+
     def face_identity(self, image: str | Path | np.ndarray, aligned: bool = False) -> torch.Tensor:
         """f_id^v (id_dim,), unit length."""
         f_id, _ = self._encode_images([self._face_crop(image, aligned)])
@@ -373,12 +394,17 @@ class S2TF:
         seed: int | None = None,
         face: str | Path | np.ndarray | None = None,
         aligned_face: bool = False,
+        motion: str = "natural",
     ) -> tuple[int, Iterator[np.ndarray]]:
         """(frame count, lazy iterator of frames): ceil(duration * fps) frames. A `DecodedVoice` is
         read from disk a batch at a time (memory flat in length); a file or array is decoded whole.
-        `face`: the identity of this photo instead of the voice's (a real clip re-drawn, for evaluation)."""
+        `face`: the identity of this photo instead of the voice's (a real clip re-drawn, for evaluation).
+        `motion`: "natural" moves the head with the voice (motion.py) around the still pose, where the
+        weights carry pose entries and no pose video drives it; "none" keeps it still."""
         if not (0 < fps <= 120):
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
+        if motion not in MOTIONS:
+            raise UsageError(f"--motion must be one of {', '.join(MOTIONS)}, not {motion!r}")
         if isinstance(voice, DecodedVoice):
             src: MelSource = StreamedMel(voice, self.model.mel, self.device)
             samples, speech = voice.samples, voice.speech_probabilities()
@@ -399,6 +425,9 @@ class S2TF:
         else:
             f_pose = self.pose_feature(pose, aligned_pose) if pose is not None else None
             track = None if f_pose is None else f_pose.expand(n_frames, -1)
+        head = None
+        if motion == "natural" and not is_video(pose):
+            head = self.head_motion(fps, seed or 0)
         noise = self.model.generator.make_noise(seed or 0, self.device)
         batch_size = batch_size or FRAME_BATCH.get(self.device.type, 16)
 
@@ -409,6 +438,8 @@ class S2TF:
                 with torch.inference_mode(), self._per_frame():
                     f_s = self.model.audio_content(windows)
                     f_ir = f_s + track[start:stop].to(f_s.dtype) if track is not None else f_s
+                    if head is not None:
+                        f_ir = f_ir + head(windows).to(f_ir.dtype)
                     imgs = self.model.generate(f_id.expand(len(f_s), -1), f_ir, noise).float()
                 yield from images.to_uint8(imgs)
 
@@ -424,6 +455,7 @@ class S2TF:
         aligned_pose: bool = False,
         seed: int | None = None,
         on_frames: Callable[[int], None] | None = None,
+        motion: str = "natural",
     ) -> int:
         """Write a lip-synced MP4 with the voice muxed in; returns the number of frames. The voice is
         decoded once to a temporary WAV and streamed from there (any length, flat memory);
@@ -436,7 +468,7 @@ class S2TF:
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
         with tempfile.TemporaryDirectory(prefix="s2tf-") as tmpdir:
             decoded = DecodedVoice.open(voice, Path(tmpdir), self.cfg.audio)
-            n_frames, frames = self.talk_frames(decoded, pose, fps, aligned_pose=aligned_pose, seed=seed)
+            n_frames, frames = self.talk_frames(decoded, pose, fps, aligned_pose=aligned_pose, seed=seed, motion=motion)
             if on_frames:
                 on_frames(n_frames)
 

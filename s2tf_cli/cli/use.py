@@ -117,6 +117,14 @@ def talk(
         ),
     ] = None,
     fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 25.0,
+    motion: Annotated[
+        str,
+        typer.Option(
+            "--motion",
+            help="natural: the head turns and nods with the voice around the still pose (weights that carry "
+            "pose); none: it stays still. A pose video drives the head itself.",
+        ),
+    ] = "natural",
     seed: SeedOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -142,8 +150,11 @@ def talk(
     """The voice's face talking, lip-synced, as an H.264 MP4 with the voice as its sound track."""
     _setup_logging(verbose)
     from ..audio import check_readable
+    from ..motion import MOTIONS
     from ..outputs import check_output
 
+    if motion not in MOTIONS:
+        raise UsageError(f"--motion must be one of {', '.join(MOTIONS)}, not {motion!r}")
     if stream or str(voice) == "-":
         if not (stream and str(voice) == "-"):
             raise UsageError("--stream reads the voice from stdin: give '-' as the voice, and --stream with it")
@@ -151,7 +162,7 @@ def talk(
             raise UsageError(f"{pose}: no such file")
         if stream_format not in ("rgb24", "mp4"):
             raise UsageError(f"--stream-format must be rgb24 or mp4, not {stream_format!r}")
-        return _talk_stream(pose, fps, seed, weights, device, precision, stream_format)
+        return _talk_stream(pose, fps, seed, weights, device, precision, stream_format, motion)
     if output is None:
         raise UsageError("talk needs --output/-o (an .mp4 file), or '-' --stream for raw frames on stdout")
     check_readable(voice)
@@ -164,7 +175,7 @@ def talk(
     with _progress() as bar:
         task = bar.add_task("reading the voice", total=None)
         frames = model.talk(
-            voice, output, pose=pose, fps=fps, seed=seed, progress=lambda n: bar.advance(task, n),
+            voice, output, pose=pose, fps=fps, seed=seed, motion=motion, progress=lambda n: bar.advance(task, n),
             on_frames=lambda n: bar.update(task, total=n, description="rendering frames"),
         )  # fmt: skip
     typer.echo(str(output))
@@ -172,7 +183,14 @@ def talk(
 
 
 def _talk_stream(
-    pose: Path | None, fps: float, seed: int | None, weights, device: str, precision: str, form: str = "rgb24"
+    pose: Path | None,
+    fps: float,
+    seed: int | None,
+    weights,
+    device: str,
+    precision: str,
+    form: str = "rgb24",
+    motion: str = "natural",
 ) -> None:
     """`talk - --stream`: PCM in, frames (or a fragmented MP4) out, as it comes (plugs into ffmpeg, a
     player or a virtual camera)."""
@@ -186,7 +204,7 @@ def _talk_stream(
     if pose is not None and is_video(pose):
         raise UsageError(f"{pose}: --stream takes a still --pose image")
     model = _load(weights, device, precision=precision)
-    talker = LiveTalker(model, fps=fps, pose=pose, seed=seed)
+    talker = LiveTalker(model, fps=fps, pose=pose, seed=seed, motion=motion)
     size = model.cfg.image_size
     log.info("streaming %dx%d %s at %g fps; look-ahead %.0f ms", size, size,
              "RGB24 frames" if form == "rgb24" else "fragmented MP4", fps, 1000 * talker.lookahead_s)  # fmt: skip

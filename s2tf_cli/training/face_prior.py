@@ -88,7 +88,6 @@ class FacePriorModule(nn.Module):
         """The pose E_ir^v reads in generated images, its weights left as they are (G alone answers for it)."""
         return _frozen_call(self.model.visual_irrelevant, image)[:, :POSE_DIMS]
 
-
     def forward(self, batch: dict, part: str, step: int = 0, fake: torch.Tensor | None = None):
         if part == "encoder":  # an identity run: E_id^v, W and the attribute heads alone
             metrics: dict = {}

@@ -1,0 +1,89 @@
+"""How a talking head moves, read off dlib's 68 landmarks frame by frame: the figures that tell a living
+head from a mask, computed the same way for real talking clips and for `talk`'s output.
+
+- head: yaw and pitch per frame (real_people.head_pose); their spread (std over the clip), their speed
+  (mean absolute change per second after a 5-frame moving average, so landmark noise is not counted as
+  motion) and their jitter (mean absolute deviation of each frame from its neighbours' mean: what shakes
+  from one frame to the next).
+- blinks: the eye aspect ratio (Soukupova & Cech 2016: lid gaps over eye width, both eyes averaged); a blink
+  is a run of frames below BLINK_SHARE of the clip's median ratio. Rate per minute, mean length in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BLINK_SHARE = 0.75  # a frame's eye aspect ratio under this share of the clip's median: eyes closing
+SMOOTH = 5  # frames of the moving average before speed
+
+
+def eye_aspect_ratio(points: np.ndarray) -> float:
+    """Mean over both eyes of (|p2-p6| + |p3-p5|) / (2 |p1-p4|) on dlib's 68 points (eyes 36-41, 42-47)."""
+    p = np.asarray(points, np.float64)
+    ratios = []
+    for a in (36, 42):
+        e = p[a : a + 6]
+        width = np.linalg.norm(e[0] - e[3])
+        ratios.append((np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])) / (2 * width) if width else np.nan)
+    return float(np.mean(ratios))
+
+
+def _filled(series: np.ndarray) -> np.ndarray:
+    """NaN frames (no face found) filled from their neighbours, so a lost frame is no jump."""
+    ok = np.isfinite(series)
+    if ok.sum() < 2:
+        return series
+    idx = np.arange(len(series))
+    return np.interp(idx, idx[ok], series[ok])
+
+
+def speed(series: np.ndarray, fps: float) -> float:
+    """Mean absolute change per second of the series after a SMOOTH-frame moving average."""
+    s = _filled(series)
+    if len(s) < SMOOTH + 1:
+        return float("nan")
+    smooth = np.convolve(s, np.ones(SMOOTH) / SMOOTH, mode="valid")
+    return float(np.mean(np.abs(np.diff(smooth))) * fps)
+
+
+def jitter(series: np.ndarray) -> float:
+    """Mean absolute deviation of each frame from the mean of its two neighbours."""
+    s = _filled(series)
+    if len(s) < 3:
+        return float("nan")
+    return float(np.mean(np.abs(s[1:-1] - (s[:-2] + s[2:]) / 2)))
+
+
+def blinks(ear: np.ndarray, fps: float) -> tuple[float, float, int]:
+    """(blinks per minute, mean blink length in seconds, count) from a per-frame eye aspect ratio."""
+    e = _filled(ear)
+    if not np.isfinite(e).any() or len(e) < 2:
+        return float("nan"), float("nan"), 0
+    closed = e < BLINK_SHARE * np.nanmedian(e)
+    runs, length = [], 0
+    for c in closed:
+        if c:
+            length += 1
+        elif length:
+            runs.append(length)
+            length = 0
+    if length:
+        runs.append(length)
+    minutes = len(e) / fps / 60
+    return len(runs) / minutes, (float(np.mean(runs)) / fps if runs else float("nan")), len(runs)
+
+
+def motion_figures(points: list[np.ndarray | None], fps: float) -> dict:
+    """The module's figures for one clip from its per-frame 68 landmarks (None where no face was found)."""
+    from .real_people import head_pose
+
+    poses = np.array([head_pose(p)[:2] if p is not None else (np.nan, np.nan) for p in points], np.float64)
+    ear = np.array([eye_aspect_ratio(p) if p is not None else np.nan for p in points])
+    rate, length, count = blinks(ear, fps)
+    out = {"frames": len(points), "found": int(np.isfinite(poses[:, 0]).sum())}
+    for k, name in enumerate(("yaw", "pitch")):
+        out[f"{name} spread"] = float(np.nanstd(poses[:, k]))
+        out[f"{name} speed"] = speed(poses[:, k], fps)
+        out[f"{name} jitter"] = jitter(poses[:, k])
+    out |= {"blinks per min": rate, "blink s": length, "blinks": count}
+    return out

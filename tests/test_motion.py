@@ -1,0 +1,162 @@
+"""Head motion from the voice (motion.py) and the figures that measure a talking head's motion
+(evaluation/motion.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import speechlike
+from typer.testing import CliRunner
+
+from s2tf_cli.cli import app
+from s2tf_cli.evaluation.motion import BLINK_SHARE, blinks, eye_aspect_ratio, jitter, motion_figures, speed
+from s2tf_cli.motion import HeadMotion, MotionConfig
+
+FPS = 25.0
+runner = CliRunner()
+
+
+def _energy(seconds: float, talk: list[tuple[float, float]], seed: int = 0) -> np.ndarray:
+    """Log-mel-like frame energy: -11 (silence) except in the `talk` spans, where syllables at ~4 Hz rise
+    to about -1 and dip between them."""
+    t = np.arange(int(seconds * FPS)) / FPS
+    rng = np.random.default_rng(seed)
+    e = np.full(len(t), -11.0) + 0.1 * rng.standard_normal(len(t))
+    for a, b in talk:
+        span = (t >= a) & (t < b)
+        e[span] = -6 + 5 * np.abs(np.sin(np.pi * 4 * (t[span] - a))) + 0.2 * rng.standard_normal(span.sum())
+    return e
+
+
+def test_head_motion_is_seeded_smooth_bounded_and_livelier_in_speech():
+    energy = _energy(20, [(0, 10)])
+    a = HeadMotion(FPS, seed=0).step(energy)
+    assert a.shape == (len(energy), 3)
+    np.testing.assert_array_equal(a, HeadMotion(FPS, seed=0).step(energy))  # same seed, same motion
+    assert not np.allclose(a, HeadMotion(FPS, seed=1).step(energy))
+    chunked = HeadMotion(FPS, seed=0)  # causal: fed in pieces, it moves exactly as fed whole
+    np.testing.assert_allclose(np.concatenate([chunked.step(energy[:37]), chunked.step(energy[37:])]), a)
+    limit = np.asarray(MotionConfig().limit)
+    assert (np.abs(a) <= limit + 0.05).all()
+    runs = [HeadMotion(FPS, seed=s).step(energy) for s in range(10)]
+    for k in range(2):  # yaw and pitch move at least twice as fast while speaking as in the pause after
+        speaking = np.mean([speed(r[: int(10 * FPS), k], FPS) for r in runs])
+        quiet = np.mean([speed(r[int(12 * FPS) :, k], FPS) for r in runs])
+        assert speaking > 2 * quiet
+    for k in range(3):  # smooth: a frame strays from its neighbours' mean by a small share of its per-frame change
+        assert jitter(a[:, k]) < 0.35 * speed(a[:, k], FPS) / FPS  # white noise: ~4.4
+
+
+def test_head_motion_nods_on_stressed_syllables():
+    """Averaged over seeds (the drift cancels), the head dips (pitch up) just after each speech onset."""
+    energy = _energy(12, [(1, 1.6), (3, 3.6), (5, 5.6), (7, 7.6), (9, 9.6)])
+    pitch = np.mean([HeadMotion(FPS, seed=s).step(energy)[:, 1] for s in range(40)], axis=0)
+    onsets = [int(t * FPS) for t in (3, 5, 7, 9)]
+    after = np.mean([pitch[o + 2 : o + 8].mean() for o in onsets])
+    before = np.mean([pitch[o - 8 : o - 1].mean() for o in onsets])
+    assert after > before + 0.01
+
+
+def test_motion_figures_read_known_series():
+    ramp = np.linspace(0, 1, 51)  # 1 unit over 2 s
+    assert speed(ramp, FPS) == pytest.approx(0.5)
+    assert jitter(ramp) == pytest.approx(0.0, abs=1e-12)
+    assert jitter(np.array([0.0, 1.0] * 10)) == pytest.approx(1.0)
+    holed = ramp.copy()
+    holed[3::7] = np.nan  # frames without a face: filled from their neighbours, no jump, no NaN
+    assert speed(holed, FPS) == pytest.approx(0.5) and jitter(holed) == pytest.approx(0.0, abs=1e-12)
+    ear = np.ones(25 * 60)
+    for start in range(100, 1400, 150):  # 9 blinks of 5 frames (200 ms) in a minute
+        ear[start : start + 5] = 0.5
+    rate, length, count = blinks(ear, FPS)
+    assert (rate, count) == (pytest.approx(9.0), 9) and length == pytest.approx(0.2)
+    assert blinks(np.full(100, BLINK_SHARE + 0.01), FPS)[2] == 0
+
+
+def _face_points(eye_open: float, nose_x: float) -> np.ndarray:
+    """68 dlib-like points: eyes 36-41 and 42-47 (6 points each, 20 px wide), nose tip 30."""
+    p = np.zeros((68, 2))
+    for start, cx in ((36, 80.0), (42, 120.0)):
+        p[start : start + 6] = [[cx - 10, 100], [cx - 4, 100 - eye_open], [cx + 4, 100 - eye_open], [cx + 10, 100],
+                                [cx + 4, 100 + eye_open], [cx - 4, 100 + eye_open]]  # fmt: skip
+    p[30] = [100 + nose_x, 130]
+    return p
+
+
+def test_eye_aspect_ratio_and_clip_figures_from_landmarks():
+    assert eye_aspect_ratio(_face_points(3.0, 0)) == pytest.approx(6 / 20)
+    yaw = 0.1 * np.sin(np.arange(100) / 10)
+    points = [_face_points(1.0 if 40 <= i < 44 else 3.0, 40 * y) for i, y in enumerate(yaw)]
+    points[10] = None  # a frame without a face
+    fig = motion_figures(points, FPS)
+    assert fig["frames"] == 100 and fig["found"] == 99 and fig["blinks"] == 1
+    assert fig["blink s"] == pytest.approx(4 / FPS)
+    assert fig["yaw spread"] == pytest.approx(np.std(np.delete(yaw, 10)), rel=1e-3)
+    assert fig["pitch spread"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def posed_weights(tiny_weights, tmp_path_factory) -> Path:
+    """The tiny model, its config saying that f_ir's first entries are yaw, pitch and roll."""
+    out = tmp_path_factory.mktemp("posed") / "tiny-posed"
+    shutil.copytree(tiny_weights, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["pose_center"], cfg["pose_scale"] = [0.0, 0.55, 0.0], [0.17, 0.11, 0.05]
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+def test_talk_moves_the_head_only_where_the_weights_carry_pose(posed_weights, pipeline, tmp_path):
+    from s2tf_cli.pipeline import S2TF
+
+    wav = tmp_path / "v.wav"
+    sf.write(wav, speechlike(3.0, seed=3), 16000)
+    posed = S2TF.from_pretrained(posed_weights, device="cpu")
+    still = np.stack(list(posed.talk_frames(wav, motion="none")[1]))
+    moving = np.stack(list(posed.talk_frames(wav)[1]))  # natural is the default
+    assert still.shape == moving.shape
+    assert not np.array_equal(still, moving)
+    np.testing.assert_array_equal(moving, np.stack(list(posed.talk_frames(wav)[1])))  # deterministic
+    assert not np.array_equal(moving, np.stack(list(posed.talk_frames(wav, seed=4)[1])))
+    # weights without pose entries: natural motion cannot turn the head, the frames stay as they were
+    plain = np.stack(list(pipeline.talk_frames(wav)[1]))
+    np.testing.assert_array_equal(plain, np.stack(list(pipeline.talk_frames(wav, motion="none")[1])))
+    # the head offsets in f_ir: divided by the scale into the first three entries, nothing elsewhere
+    head = posed.head_motion(FPS, 0)
+    windows = posed.content_windows(posed._mel(sf.read(wav, dtype="float32")[0]), FPS, 0, 40)
+    off = head(windows)
+    assert off.shape == (40, posed.cfg.ir_dim) and bool((off[:, 3:] == 0).all()) and off[:, :3].abs().max() > 0
+    with pytest.raises(Exception, match="--motion must be one of"):
+        posed.talk_frames(wav, motion="wild")
+
+
+def test_live_talker_moves_the_head_as_talk_does(posed_weights):
+    from s2tf_cli.live import LiveTalker
+    from s2tf_cli.pipeline import S2TF
+
+    posed = S2TF.from_pretrained(posed_weights, device="cpu")
+    wave = speechlike(2.0, seed=5)
+    frames = {}
+    for motion in ("natural", "none"):
+        talker = LiveTalker(posed, motion=motion)
+        frames[motion] = np.stack([f for k in range(0, len(wave), 640) for f in talker.push(wave[k : k + 640])]
+                                  + talker.close())  # fmt: skip
+    assert frames["natural"].shape == frames["none"].shape
+    assert not np.array_equal(frames["natural"], frames["none"])
+
+
+def test_cli_talk_motion_option(posed_weights, tmp_path):
+    wav = tmp_path / "v.wav"
+    sf.write(wav, speechlike(1.0, seed=6), 16000)
+    out = tmp_path / "o.mp4"
+    result = runner.invoke(app, ["talk", str(wav), "-o", str(out), "-w", str(posed_weights), "--motion", "wild"])
+    assert result.exit_code != 0 and "--motion must be one of natural, none" in result.output
+    assert not out.exists()
+    result = runner.invoke(app, ["talk", str(wav), "-o", str(out), "-w", str(posed_weights), "--motion", "none"])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
