@@ -320,6 +320,12 @@ def test_eval_people_scores_the_validation_people_with_every_figure(validation_t
     assert 0 <= first["gender balanced %"] <= 100 and first["male clips"] + first["female clips"] == first["clips"]
     assert np.isfinite(first["KID"]) and first["variety photos"] > 0 and "sample spread" in first
     assert first["talk clips"] == 1 and "talk mouth corr reversed" in first
+    # head motion of `talk` (its first frame as the still pose) beside the real clip's own, in one table
+    real = rows["real talking clips (1)"]
+    assert 0.99 < real["head identity first-last"] <= 1.0  # the clip's frames are one photo shifted
+    assert real["head yaw spread"] < 0.1 and real["head yaw spread range"] == [real["head yaw spread"]] * 2
+    assert set(first["head per clip"]) == {"clip.mp4"} and -1 <= first["head identity first-last"] <= 1
+    assert "real talking clips (1)" in result.output and "blinks /min" in result.output
     delta = next(v for k, v in rows.items() if k.startswith("Δ"))
     assert delta["gender correct %"] == 0 and delta["mean rank"] == 0  # the same weights twice: no difference
     from PIL import Image

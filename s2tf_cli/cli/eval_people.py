@@ -22,6 +22,10 @@ COLUMNS = [
     ("roll corr", "roll corr", "{:.2f}"), ("pose refs", "pose refs", "{}"),
     ("talk yaw corr", "talk yaw corr", "{:.2f}"), ("talk mouth corr", "talk mouth corr", "{:.2f}"),
     ("talk mouth corr reversed", "talk mouth corr reversed", "{:.2f}"),
+    ("head yaw spread", "head yaw spread", "{:.3f}"), ("head yaw speed /s", "head yaw speed", "{:.3f}"),
+    ("head pitch spread", "head pitch spread", "{:.3f}"), ("head pitch speed /s", "head pitch speed", "{:.3f}"),
+    ("head yaw jitter", "head yaw jitter", "{:.4f}"), ("blinks /min", "head blinks per min", "{:.1f}"),
+    ("blink s", "head blink s", "{:.2f}"), ("identity first-last", "head identity first-last", "{:.3f}"),
 ]  # fmt: skip
 # Figures compared per clip (gender, R@10, rank) or per pose reference (yaw error) in the paired Δ rows.
 PAIRED = ("gender correct %", "R@10 %", "mean rank", "yaw abs error")
@@ -82,6 +86,7 @@ def eval_people_cmd(
     judges that are not part of the model."""
     _setup_logging(verbose)
     from ..evaluation.metrics import paired_difference
+    from ..evaluation.motion import talking_motion
     from ..evaluation.real_people import comparison_grid, evaluate_people, talking_figures, validation_people
     from ..pipeline import S2TF
 
@@ -109,6 +114,8 @@ def eval_people_cmd(
             res = evaluate_people(model, people, progress=lambda n, task=task: bar.advance(task, n))
         if clips:
             res |= talking_figures(model, clips)
+            made, real_motion = talking_motion(model, clips)
+            res |= made
         label = model.weights_label
         if label in rows:  # the same weights given twice: a row each
             label = f"{label} ({sum(k.startswith(label) for k in rows) + 1})"
@@ -124,6 +131,8 @@ def eval_people_cmd(
             if len(a[key]) == len(b[key]):
                 row[key], row[f"{key} ±"] = paired_difference(a[key], b[key])
         rows[f"Δ {name} − {names[0]}"] = row
+    if clips:  # the real talking clips' own motion, the range `talk`'s should fall in
+        rows[f"real talking clips ({len(clips)})"] = real_motion
     table = people_table({k: v for k, v in rows.items() if not k.startswith("Δ")})
     deltas = [f"| {k} | " + " | ".join(f"{key} {v[key]:+.3f} ± {v[key + ' ±']:.3f}" for key in PAIRED if key in v) + " |"
               for k, v in rows.items() if k.startswith("Δ")]  # fmt: skip

@@ -82,8 +82,58 @@ def motion_figures(points: list[np.ndarray | None], fps: float) -> dict:
     rate, length, count = blinks(ear, fps)
     out = {"frames": len(points), "found": int(np.isfinite(poses[:, 0]).sum())}
     for k, name in enumerate(("yaw", "pitch")):
-        out[f"{name} spread"] = float(np.nanstd(poses[:, k]))
+        found = poses[np.isfinite(poses[:, k]), k]
+        out[f"{name} spread"] = float(np.std(found)) if len(found) > 1 else float("nan")
         out[f"{name} speed"] = speed(poses[:, k], fps)
         out[f"{name} jitter"] = jitter(poses[:, k])
     out |= {"blinks per min": rate, "blink s": length, "blinks": count}
     return out
+
+
+MOTION_KEYS = ("yaw spread", "yaw speed", "pitch spread", "pitch speed", "yaw jitter", "pitch jitter",
+               "blinks per min", "blink s", "identity first-last")  # fmt: skip
+
+
+def clip_motion(frames: np.ndarray, fps: float, landmarks, embedder) -> dict:
+    """motion_figures of a clip's frames, and the judge's cosine between its first and last face."""
+    from .protocol import frame_landmarks
+
+    out = motion_figures(frame_landmarks(frames, landmarks), fps)
+    first, last = embedder.embed_many([frames[0], frames[-1]])
+    out["identity first-last"] = float(first @ last / (np.linalg.norm(first) * np.linalg.norm(last) + 1e-12))
+    return out
+
+
+def talking_motion(s2tf, clips: list, fps: float = 25.0, landmarks=None, embedder=None) -> tuple[dict, dict]:
+    """(`talk`'s figures, the real clips' figures): each real clip against `talk` of its own audio with its
+    first frame as the still `--pose` and natural motion (the head is the model's to move). Each figure
+    is the median over clips; the real side also gives its range (min, max) over clips."""
+    from .. import audio as audio_io
+    from ..face_track import read_video
+
+    if landmarks is None:
+        from ..judges.landmarks import landmarks68 as landmarks
+    if embedder is None:
+        from ..judges.embedder import FaceEmbedder
+
+        embedder = FaceEmbedder()
+    made, real = [], []
+    for clip in clips:
+        video = read_video(clip, fps)
+        real.append(clip_motion(video, fps, landmarks, embedder))
+        wave = audio_io.load_audio(clip, s2tf.cfg.audio.sample_rate)
+        _, frames = s2tf.talk_frames(wave, pose=video[0], fps=fps, motion="natural")
+        made.append(clip_motion(np.stack(list(frames)), fps, landmarks, embedder))
+
+    def median(rows: list[dict], key: str) -> float:
+        values = [r[key] for r in rows if r[key] == r[key]]
+        return float(np.median(values)) if values else float("nan")
+
+    talk = {f"head {k}": median(made, k) for k in MOTION_KEYS}
+    reference = {f"head {k}": median(real, k) for k in MOTION_KEYS}
+    for k in MOTION_KEYS:
+        values = [r[k] for r in real if r[k] == r[k]]
+        reference[f"head {k} range"] = (min(values), max(values)) if values else (float("nan"), float("nan"))
+    talk["head per clip"] = {str(getattr(c, "name", c)): m for c, m in zip(clips, made)}
+    reference["head per clip"] = {str(getattr(c, "name", c)): r for c, r in zip(clips, real)}
+    return talk, reference
