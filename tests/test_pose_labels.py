@@ -165,3 +165,30 @@ def test_cli_data_pose_refuses_a_non_faceset_and_a_missing_mediapipe(tmp_path, f
     result = runner.invoke(app, ["data", "pose", str(copy)])
     assert result.exit_code != 0 and "mediapipe 0.10.14" in result.output
     assert "Traceback" not in result.output and not (copy / "pose.csv").exists()
+
+
+def test_g_draws_labelled_targets_from_their_labels_and_novel_faces_from_another_photos_pose(faceset, tmp_path):
+    from s2tf_cli.training.face_prior import POSE_DIMS, FacePriorModule
+
+    posed, _ = _posed_faceset(faceset, tmp_path)
+    faces = FaceSet(posed, 32)
+    cfg = faces_config(posed, tmp_path / "none")
+    cfg.faces.pose, cfg.faces.pose_cycle, cfg.faces.mix_share, cfg.ir_dropout = 1.0, 0.5, 0.5, 0.0
+    module = FacePriorModule(cfg)
+    module.set_training()
+    asked = []
+    generate = module.model.generate
+    module.model.generate = lambda f_id, f_ir, noise=None: (asked.append(f_ir.detach()), generate(f_id, f_ir))[1]
+    batch = next(
+        b
+        for seed in range(50)
+        if not bool(torch.isfinite((b := faces.draw(8, np.random.default_rng(seed)))["pose"][:, 0]).all())
+    )
+    loss, metrics, fakes = module(batch, "g", 0)
+    assert len(asked) == 2 and len(fakes) == 8 + 4 and np.isfinite(float(metrics["pose_cycle"]))
+    ok = torch.isfinite(batch["pose"][:, 0])
+    assert ok.any() and not ok.all()
+    torch.testing.assert_close(asked[0][ok, :POSE_DIMS], batch["pose"][ok])
+    assert torch.isfinite(asked[0][~ok, :POSE_DIMS]).all()  # an unlabelled target: the encoder's reading
+    for row in asked[1][:, :POSE_DIMS]:  # each novel face: one of the batch's poses
+        assert any(torch.equal(row, r) for r in asked[0][:, :POSE_DIMS])

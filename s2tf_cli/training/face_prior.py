@@ -14,9 +14,10 @@ on real photos of ~10k people, and G is asked for faces at novel identities too:
   E_id^v's cosine to f_id* judge it. This is what makes the space between people draw faces.
 - D is a residual whole-image discriminator on DiffAugment'ed inputs with lazy R1.
 - Pose (`faces.pose`, where the face set has pose labels): f_ir^v's first three entries are taught the
-  target's yaw, pitch and roll (FaceMesh's reading, standardised: data/pose_labels.py), and every drawn face
-  is asked to show the pose it was given, read back by E_ir^v (`faces.pose_cycle`), so `--pose` turns the
-  head and head motion can be written into f_ir directly.
+  target's yaw, pitch and roll (FaceMesh's reading, standardised: data/pose_labels.py); G draws each
+  labelled target from its label in those entries, the novel-identity faces from another photo's pose, and
+  every drawn face is asked to show the pose it was given, read back by E_ir^v (`faces.pose_cycle`), so
+  `--pose` turns the head and head motion can be written into f_ir directly.
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ class FacePriorModule(nn.Module):
                 err = F.smooth_l1_loss(f_ir[ok, :POSE_DIMS].float(), target[ok])
                 metrics["pose_err"] = err.detach()
                 loss = loss + w.pose * err
+            # G draws a labelled target from its label (teacher forcing), so to G the pose entries mean the
+            # labels' pose from the first step, not whatever the encoder reads so far
+            told = torch.where(ok[:, None], target.nan_to_num().to(f_ir.dtype), f_ir[:, :POSE_DIMS])
+            f_ir = torch.cat([told, f_ir[:, POSE_DIMS:]], dim=1)
         keep = (torch.rand(len(f_ir), 1, device=f_ir.device) >= self.cfg.ir_dropout).to(f_ir.dtype)
         f_ir = f_ir * keep
         fake = m.generate(f_id, f_ir)
@@ -161,6 +166,9 @@ class FacePriorModule(nn.Module):
             t = torch.rand(n_mix, 1, device=f_id.device)
             f_mix = slerp(f_id[:n_mix], f_id[order[:n_mix]], t)
             f_ir_mix = f_ir.detach()[order.flip(0)[:n_mix]]
+            if w.pose:  # the pose of yet another photo: pose entries that vary apart from the rest of f_ir
+                other = torch.randperm(len(f_id), device=f_id.device)[:n_mix]
+                f_ir_mix = torch.cat([f_ir.detach()[other, :POSE_DIMS], f_ir_mix[:, POSE_DIMS:]], dim=1)
             codes.append(f_mix)
             irs.append(f_ir_mix)
             fakes.append(m.generate(f_mix, f_ir_mix))
