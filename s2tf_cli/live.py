@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from . import audio as audio_io
 from . import vad
+from .blinks import Blinks, with_blinks
 from .models.mel import LOG_FLOOR
 
 GAIN_HISTORY_FRAMES = 3000  # 60 s of 20 ms frames
@@ -48,7 +49,9 @@ class LiveTalker:
         self.seed = seed
         self.pose = s2tf.pose_feature(pose) if pose is not None else None
         self.noise = s2tf.model.generator.make_noise(seed or 0, s2tf.device)
-        self.head = s2tf.head_motion(fps, seed or 0) if motion == "natural" else None  # causal: streams as talk does
+        natural = motion == "natural"  # causal both: a stream moves and blinks as `talk` does
+        self.head = s2tf.head_motion(fps, seed or 0) if natural else None
+        self.blinks = Blinks(fps, seed or 0) if natural else None
 
     @property
     def lookahead_s(self) -> float:
@@ -139,7 +142,7 @@ class LiveTalker:
                 f_ir = f_ir + self.head(stacked).to(f_ir.dtype)
             imgs = self.s2tf.model.generate(torch.stack(ids).to(f_s.dtype), f_ir, self.noise).float()
         self.emitted = stop
-        return list(images.to_uint8(imgs))
+        return list(with_blinks(images.to_uint8(imgs), self.blinks))
 
 
 class PCMResampler:

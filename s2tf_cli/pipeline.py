@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from . import audio as audio_io
 from . import images
+from .blinks import Blinks, with_blinks
 from .errors import InputError, NoFaceError, UsageError
 from .face_track import face_crops, is_video
 from .faces import find_face
@@ -425,9 +426,9 @@ class S2TF:
         else:
             f_pose = self.pose_feature(pose, aligned_pose) if pose is not None else None
             track = None if f_pose is None else f_pose.expand(n_frames, -1)
-        head = None
+        head = blinks = None
         if motion == "natural" and not is_video(pose):
-            head = self.head_motion(fps, seed or 0)
+            head, blinks = self.head_motion(fps, seed or 0), Blinks(fps, seed or 0)
         noise = self.model.generator.make_noise(seed or 0, self.device)
         batch_size = batch_size or FRAME_BATCH.get(self.device.type, 16)
 
@@ -441,7 +442,7 @@ class S2TF:
                     if head is not None:
                         f_ir = f_ir + head(windows).to(f_ir.dtype)
                     imgs = self.model.generate(f_id.expand(len(f_s), -1), f_ir, noise).float()
-                yield from images.to_uint8(imgs)
+                yield from with_blinks(images.to_uint8(imgs), blinks)
 
         return n_frames, frames()
 

@@ -123,9 +123,12 @@ def test_talk_moves_the_head_only_where_the_weights_carry_pose(posed_weights, pi
     assert not np.array_equal(still, moving)
     np.testing.assert_array_equal(moving, np.stack(list(posed.talk_frames(wav)[1])))  # deterministic
     assert not np.array_equal(moving, np.stack(list(posed.talk_frames(wav, seed=4)[1])))
-    # weights without pose entries: natural motion cannot turn the head, the frames stay as they were
+    # weights without pose entries: natural motion cannot turn the head; only the eyes (blinks) differ
     plain = np.stack(list(pipeline.talk_frames(wav)[1]))
-    np.testing.assert_array_equal(plain, np.stack(list(pipeline.talk_frames(wav, motion="none")[1])))
+    still_plain = np.stack(list(pipeline.talk_frames(wav, motion="none")[1]))
+    changed = np.argwhere((plain != still_plain).any(axis=(0, 3)))  # (y, x) of pixels that ever differ
+    size = plain.shape[1]
+    assert len(changed) and (changed[:, 0] < 0.55 * size).all() and (changed[:, 0] > 0.2 * size).all()
     # the head offsets in f_ir: divided by the scale into the first three entries, nothing elsewhere
     head = posed.head_motion(FPS, 0)
     windows = posed.content_windows(posed._mel(sf.read(wav, dtype="float32")[0]), FPS, 0, 40)
@@ -160,3 +163,35 @@ def test_cli_talk_motion_option(posed_weights, tmp_path):
     result = runner.invoke(app, ["talk", str(wav), "-o", str(out), "-w", str(posed_weights), "--motion", "none"])
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 0
+
+
+def test_blink_schedule_has_a_natural_rate_and_length_and_is_seeded():
+    from s2tf_cli.blinks import Blinks
+
+    closure = Blinks(FPS, seed=0).closure(int(10 * 60 * FPS))  # ten minutes
+    np.testing.assert_array_equal(closure, Blinks(FPS, seed=0).closure(len(closure)))
+    assert not np.array_equal(closure, Blinks(FPS, seed=1).closure(len(closure)))
+    chunked = Blinks(FPS, seed=0)
+    np.testing.assert_array_equal(np.concatenate([chunked.closure(101), chunked.closure(len(closure) - 101)]), closure)
+    rate, length, count = blinks(1 - closure, FPS)  # closure as an eye aspect ratio's dip
+    assert 10 <= rate <= 20 and 0.1 <= length <= 0.4
+    assert closure.min() == 0 and closure.max() == 1
+
+
+def test_close_eyes_draws_lids_over_the_eyes_only():
+    from s2tf_cli.blinks import EYES, close_eyes
+
+    size = 64
+    frame = np.full((size, size, 3), 200, np.uint8)  # skin
+    for x, y in EYES:  # dark eyes where the face set's are
+        cx, cy = round(x * size), round(y * size)
+        frame[cy - 1 : cy + 2, cx - 3 : cx + 4] = 30
+    assert close_eyes(frame, 0.0) is frame
+    shut = close_eyes(frame, 1.0)
+    changed = np.argwhere((shut != frame).any(axis=2))
+    assert len(changed) and (changed[:, 0] >= 0.25 * size).all() and (changed[:, 0] <= 0.5 * size).all()
+    for x, y in EYES:
+        cx, cy = round(x * size), round(y * size)
+        assert shut[cy, cx].mean() > 120 > frame[cy, cx].mean()  # the dark eye is covered by skin-coloured lid
+    half = close_eyes(frame, 0.5)
+    assert frame[:, :, 0].sum() < half[:, :, 0].sum() < shut[:, :, 0].sum() + 3 * 255  # lids come down by degrees

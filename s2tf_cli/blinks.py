@@ -1,0 +1,130 @@
+"""Blinks for `talk`: eyelids drawn over G's eyes in image space, on a seeded natural schedule.
+
+Why image space: G learnt faces from photos, and people are photographed with their eyes open (FaceMesh
+finds the eye aspect ratio under 0.15 in 0.2 % of the face set), so no entry of f_ir closes the eyes.
+A blink is short and simple enough to draw: the upper lid, in the skin colour just above the eye, slides
+down over it with a darker lash line at its edge, and back up.
+
+Schedule (stated, after the blink literature for conversation: 10-20 a minute, 100-400 ms each): gaps
+between blinks drawn from a gamma distribution (shape 3, mean 60 / `per_minute` s, at least `min_gap_s`);
+each blink closes in `close_s`, stays shut `shut_s`, opens in `open_s`.
+
+Where the eyes are: G draws the face set's framing, whose eye centres FaceMesh puts at (0.384, 0.383) and
+(0.614, 0.383) of the crop (1,500 face-set crops, spread 0.024), eye width 0.103 and opening 0.033; each
+frame refines each centre to the darkest spot (the iris) near it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+EYES = ((0.384, 0.383), (0.614, 0.383))  # (x, y) of each eye centre, as shares of the crop
+EYE_WIDTH = 0.103  # eye corner to corner, as a share of the crop
+EYE_OPENING = 0.033  # upper to lower lid at the eye's middle, open
+SEARCH = 0.04  # how far from its usual place an eye centre is looked for, as a share of the crop
+
+
+@dataclass
+class BlinkConfig:
+    per_minute: float = 15.0
+    min_gap_s: float = 1.2
+    close_s: float = 0.08
+    shut_s: float = 0.04
+    open_s: float = 0.12
+
+
+class Blinks:
+    """Causal and seeded: `closure(n)` gives the next n frames' lid closure (0 open, 1 shut)."""
+
+    def __init__(self, fps: float, seed: int = 0, cfg: BlinkConfig | None = None):
+        self.cfg = cfg or BlinkConfig()
+        self.fps = fps
+        self.rng = np.random.default_rng([104729, seed])
+        self.t = 0.0  # time of the next frame
+        self.start = self._gap() * 0.5  # the first blink comes sooner than a whole gap
+
+    def _gap(self) -> float:
+        c = self.cfg
+        return max(c.min_gap_s, float(self.rng.gamma(3.0, 60.0 / c.per_minute / 3.0)))
+
+    def _shape(self, dt: float) -> float:
+        c = self.cfg
+        if dt < 0:
+            return 0.0
+        if dt < c.close_s:
+            return dt / c.close_s
+        if dt < c.close_s + c.shut_s:
+            return 1.0
+        if dt < c.close_s + c.shut_s + c.open_s:
+            return 1.0 - (dt - c.close_s - c.shut_s) / c.open_s
+        return 0.0
+
+    def closure(self, n: int) -> np.ndarray:
+        c = self.cfg
+        out = np.zeros(n)
+        length = c.close_s + c.shut_s + c.open_s
+        for i in range(n):
+            while self.t >= self.start + length:  # that blink is over: schedule the next
+                self.start += length + self._gap()
+            out[i] = self._shape(self.t - self.start)
+            self.t += 1.0 / self.fps
+        return out
+
+
+def _eye_centre(gray: np.ndarray, x: float, y: float, size: int) -> tuple[float, float]:
+    """The darkest spot (the iris, after a blur the size of the eye's opening) near the eye's usual place."""
+    import cv2
+
+    r = max(1, round(SEARCH * size))
+    cx, cy = round(x * size), round(y * size)
+    sigma = max(0.5, EYE_OPENING * size / 2)
+    blurred = cv2.GaussianBlur(gray, (0, 0), sigma)
+    y0, y1, x0, x1 = max(cy - r, 0), min(cy + r + 1, size), max(cx - r, 0), min(cx + r + 1, size)
+    window = blurred[y0:y1, x0:x1]
+    dy, dx = np.unravel_index(int(np.argmin(window)), window.shape)
+    return float(x0 + dx), float(y0 + dy)
+
+
+def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
+    """The frame (H, W, 3 uint8, the model's face crop) with both upper lids lowered by `closure`."""
+    import cv2
+
+    if closure <= 0:
+        return frame
+    size = frame.shape[0]
+    img = frame.astype(np.float32)
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    half_w = EYE_WIDTH * size / 2
+    half_h = max(1.0, 0.75 * EYE_OPENING * size)  # lid to lid, with the lashes' margin
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    cover = np.zeros((size, size), np.float32)
+    lash = np.zeros((size, size), np.float32)
+    skin = np.zeros((size, size, 3), np.float32)
+    for ex, ey in EYES:
+        x, y = _eye_centre(gray, ex, ey, size)
+        ellipse = ((xx - x) / half_w) ** 2 + ((yy - y) / half_h) ** 2
+        inside = ellipse <= 1.0
+        edge = y - half_h + 2 * half_h * closure  # where the lid's edge has come down to
+        lid = inside & (yy <= edge)
+        band = img[max(0, round(y - 3 * half_h)) : max(1, round(y - 1.5 * half_h)),
+                   max(0, round(x - half_w / 2)) : round(x + half_w / 2) + 1]  # fmt: skip
+        colour = np.median(band.reshape(-1, 3), axis=0) if band.size else img[round(y), round(x)]
+        cover[lid] = 1.0
+        skin[ellipse <= 2.0] = colour  # past the lid too: its soft edge blends into skin, not black
+        lash[inside & (np.abs(yy - edge) <= max(0.6, size / 128))] = 1.0
+    soft = cv2.GaussianBlur(cover, (0, 0), max(0.4, size / 160))
+    out = img * (1 - soft[..., None]) + skin * soft[..., None]
+    if closure > 0.3:
+        out *= 1 - 0.45 * cv2.GaussianBlur(lash, (0, 0), max(0.4, size / 200))[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def with_blinks(frames: Iterable[np.ndarray], blinks: Blinks | None) -> Iterator[np.ndarray]:
+    """The frames, their eyelids lowered where the blink schedule says (no schedule: as they are)."""
+    frames = list(frames)
+    closure = blinks.closure(len(frames)) if blinks is not None else np.zeros(len(frames))
+    for frame, c in zip(frames, closure):
+        yield close_eyes(frame, float(c))
