@@ -5,8 +5,9 @@ head from a mask, computed the same way for real talking clips and for `talk`'s 
   (mean absolute change per second after a 5-frame moving average, so landmark noise is not counted as
   motion) and their jitter (mean absolute deviation of each frame from its neighbours' mean: what shakes
   from one frame to the next).
-- blinks: the eye aspect ratio (Soukupova & Cech 2016: lid gaps over eye width, both eyes averaged); a blink
-  is a run of frames below BLINK_SHARE of the clip's median ratio. Rate per minute, mean length in seconds.
+- blinks: the eye aspect ratio (Soukupova & Cech 2016: lid gaps over eye width, both eyes averaged), after a
+  3-frame running median; a blink is a run of frames below BLINK_SHARE of the clip's median ratio lasting at
+  least BLINK_MIN_S. Rate per minute, mean length in seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 BLINK_SHARE = 0.75  # a frame's eye aspect ratio under this share of the clip's median: eyes closing
+BLINK_MIN_S = 0.08  # shorter dips are landmark noise (a blink lasts 100-400 ms: 3-10 frames at 25 fps)
 SMOOTH = 5  # frames of the moving average before speed
 
 
@@ -55,11 +57,14 @@ def jitter(series: np.ndarray) -> float:
 
 
 def blinks(ear: np.ndarray, fps: float) -> tuple[float, float, int]:
-    """(blinks per minute, mean blink length in seconds, count) from a per-frame eye aspect ratio."""
+    """(blinks per minute, mean blink length in seconds, count) from a per-frame eye aspect ratio: after a
+    3-frame running median (one frame's landmark noise is no blink), runs under BLINK_SHARE of the clip's
+    median that last at least BLINK_MIN_S."""
     e = _filled(ear)
-    if not np.isfinite(e).any() or len(e) < 2:
+    if not np.isfinite(e).any() or len(e) < 3:
         return float("nan"), float("nan"), 0
-    closed = e < BLINK_SHARE * np.nanmedian(e)
+    e = np.median(np.stack([np.r_[e[:1], e[:-1]], e, np.r_[e[1:], e[-1:]]]), axis=0)
+    closed = e < BLINK_SHARE * np.median(e)
     runs, length = [], 0
     for c in closed:
         if c:
@@ -69,6 +74,7 @@ def blinks(ear: np.ndarray, fps: float) -> tuple[float, float, int]:
             length = 0
     if length:
         runs.append(length)
+    runs = [r for r in runs if r >= BLINK_MIN_S * fps]
     minutes = len(e) / fps / 60
     return len(runs) / minutes, (float(np.mean(runs)) / fps if runs else float("nan")), len(runs)
 
