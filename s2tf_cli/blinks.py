@@ -7,7 +7,8 @@ down over it with a darker lash line at its edge, and back up.
 
 Schedule (stated, after the blink literature for conversation: 10-20 a minute, 100-400 ms each): gaps
 between blinks drawn from a gamma distribution (shape 3, mean 60 / `per_minute` s, at least `min_gap_s`);
-each blink closes in `close_s`, stays shut `shut_s`, opens in `open_s`.
+each blink closes in `close_s`, stays shut `shut_s`, opens in `open_s` (80 + 80 + 140 ms: the
+dlib judge then reads two frames shut, which a shorter blink does not give it at 25 fps).
 
 Where the eyes are: G draws the face set's framing, whose eye centres FaceMesh puts at (0.384, 0.383) and
 (0.614, 0.383) of the crop (1,500 face-set crops, spread 0.024), eye width 0.103 and opening 0.033; each
@@ -32,8 +33,8 @@ class BlinkConfig:
     per_minute: float = 15.0
     min_gap_s: float = 1.2
     close_s: float = 0.08
-    shut_s: float = 0.04
-    open_s: float = 0.12
+    shut_s: float = 0.08
+    open_s: float = 0.14
 
 
 class Blinks:
