@@ -195,3 +195,11 @@ def test_close_eyes_draws_lids_over_the_eyes_only():
         assert shut[cy, cx].mean() > 120 > frame[cy, cx].mean()  # the dark eye is covered by skin-coloured lid
     half = close_eyes(frame, 0.5)
     assert frame[:, :, 0].sum() < half[:, :, 0].sum() < shut[:, :, 0].sum() + 3 * 255  # lids come down by degrees
+
+
+def test_info_says_whether_the_head_can_move(posed_weights, tiny_weights):
+    result = runner.invoke(app, ["info", "-w", str(posed_weights)])
+    assert result.exit_code == 0
+    assert any(line.split()[:3] == ["head", "motion", "yes"] for line in result.output.splitlines())
+    result = runner.invoke(app, ["info", "-w", str(tiny_weights)])
+    assert result.exit_code == 0 and "no (blinks only)" in result.output
