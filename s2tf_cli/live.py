@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from . import audio as audio_io
 from . import vad
 from .blinks import Blinks, with_blinks
+from .errors import UsageError
 from .models.mel import LOG_FLOOR
+from .motion import MOTIONS
 
 GAIN_HISTORY_FRAMES = 3000  # 60 s of 20 ms frames
 
@@ -49,6 +51,8 @@ class LiveTalker:
         self.seed = seed
         self.pose = s2tf.pose_feature(pose) if pose is not None else None
         self.noise = s2tf.model.generator.make_noise(seed or 0, s2tf.device)
+        if motion not in MOTIONS:
+            raise UsageError(f"--motion must be one of {', '.join(MOTIONS)}, not {motion!r}")
         natural = motion == "natural"  # causal both: a stream moves and blinks as `talk` does
         self.head = s2tf.head_motion(fps, seed or 0) if natural else None
         self.blinks = Blinks(fps, seed or 0) if natural else None

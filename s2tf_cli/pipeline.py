@@ -31,7 +31,7 @@ from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.inference import fold_batchnorm, use_inference_path
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel, slerp, turn
-from .motion import MOTIONS
+from .motion import MOTIONS, HeadMotion
 from .outputs import atomic_path, provenance
 from .precision import select_precision
 
@@ -300,8 +300,6 @@ class S2TF:
     def head_motion(self, fps: float, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """A causal head-motion source for `talk`: content windows in, f_ir offsets in the pose entries
         out (motion.py); None for weights without pose entries (their head cannot be turned on request)."""
-        from .motion import HeadMotion
-
         cfg = self.cfg
         if not cfg.pose_scale:
             log.info("these weights carry no pose entries in f_ir: the head stays still")
@@ -400,8 +398,8 @@ class S2TF:
         """(frame count, lazy iterator of frames): ceil(duration * fps) frames. A `DecodedVoice` is
         read from disk a batch at a time (memory flat in length); a file or array is decoded whole.
         `face`: the identity of this photo instead of the voice's (a real clip re-drawn, for evaluation).
-        `motion`: "natural" moves the head with the voice (motion.py) around the still pose, where the
-        weights carry pose entries and no pose video drives it; "none" keeps it still."""
+        `motion`: "natural" blinks (blinks.py) and moves the head with the voice (motion.py) around the still
+        pose, where the weights carry pose entries, unless a pose video drives it; "none" keeps both still."""
         if not (0 < fps <= 120):
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
         if motion not in MOTIONS:

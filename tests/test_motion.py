@@ -151,6 +151,8 @@ def test_live_talker_moves_the_head_as_talk_does(posed_weights):
                                   + talker.close())  # fmt: skip
     assert frames["natural"].shape == frames["none"].shape
     assert not np.array_equal(frames["natural"], frames["none"])
+    with pytest.raises(Exception, match="--motion must be one of"):
+        LiveTalker(posed, motion="wild")
 
 
 def test_cli_talk_motion_option(posed_weights, tmp_path):
