@@ -174,7 +174,7 @@ def folder_info(source: WeightsSource) -> dict:
     return {"weights": source.spec, "model_type": kind, "source": source.kind, "folder": str(source.folder), "revision": source.revision,
             "sha256": source.sha256, "preset": cfg.preset, "image_size": cfg.image_size, "id_dim": cfg.id_dim,
             "ir_dim": cfg.ir_dim, "identities": cfg.num_identities,
-            "head motion": "yes (f_ir carries yaw, pitch, roll)" if cfg.pose_scale else "no (blinks only)",
+            "head motion": "yes (f_ir carries yaw, pitch, roll)" if cfg.pose_scale else "no (eyes only: blinks, glances)",
             "stored values": parameter_count(source.folder / WEIGHTS_FILE)}  # fmt: skip
 
 

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from . import audio as audio_io
 from . import vad
-from .blinks import Blinks, with_blinks
 from .errors import UsageError
+from .eyes import EyeMotion, with_eyes
 from .models.mel import LOG_FLOOR
 from .motion import MOTIONS
 
@@ -53,9 +53,9 @@ class LiveTalker:
         self.noise = s2tf.model.generator.make_noise(seed or 0, s2tf.device)
         if motion not in MOTIONS:
             raise UsageError(f"--motion must be one of {', '.join(MOTIONS)}, not {motion!r}")
-        natural = motion == "natural"  # causal both: a stream moves and blinks as `talk` does
+        natural = motion == "natural"  # causal both: a stream moves its head and eyes as `talk` does
         self.head = s2tf.head_motion(fps, seed or 0) if natural else None
-        self.blinks = Blinks(fps, seed or 0) if natural else None
+        self.eyes = EyeMotion(fps, seed or 0) if natural else None
 
     @property
     def lookahead_s(self) -> float:
@@ -146,7 +146,7 @@ class LiveTalker:
                 f_ir = f_ir + self.head(stacked).to(f_ir.dtype)
             imgs = self.s2tf.model.generate(torch.stack(ids).to(f_s.dtype), f_ir, self.noise).float()
         self.emitted = stop
-        return list(with_blinks(images.to_uint8(imgs), self.blinks))
+        return list(with_eyes(images.to_uint8(imgs), self.eyes))
 
 
 class PCMResampler:

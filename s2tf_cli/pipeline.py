@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from . import audio as audio_io
 from . import images
-from .blinks import Blinks, with_blinks
 from .errors import InputError, NoFaceError, UsageError
+from .eyes import EyeMotion, with_eyes
 from .face_track import face_crops, is_video
 from .faces import find_face
 from .gallery_index import Match, Skipped  # noqa: F401  (part of the API)
@@ -398,8 +398,8 @@ class S2TF:
         """(frame count, lazy iterator of frames): ceil(duration * fps) frames. A `DecodedVoice` is
         read from disk a batch at a time (memory flat in length); a file or array is decoded whole.
         `face`: the identity of this photo instead of the voice's (a real clip re-drawn, for evaluation).
-        `motion`: "natural" blinks (blinks.py) and moves the head with the voice (motion.py) around the still
-        pose, where the weights carry pose entries, unless a pose video drives it; "none" keeps both still."""
+        `motion`: "natural" blinks, glances (eyes.py) and moves the head with the voice (motion.py) around
+        the still pose where the weights carry pose entries, unless a pose video drives it; "none": all still."""
         if not (0 < fps <= 120):
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
         if motion not in MOTIONS:
@@ -424,9 +424,9 @@ class S2TF:
         else:
             f_pose = self.pose_feature(pose, aligned_pose) if pose is not None else None
             track = None if f_pose is None else f_pose.expand(n_frames, -1)
-        head = blinks = None
+        head = eyes = None
         if motion == "natural" and not is_video(pose):
-            head, blinks = self.head_motion(fps, seed or 0), Blinks(fps, seed or 0)
+            head, eyes = self.head_motion(fps, seed or 0), EyeMotion(fps, seed or 0)
         noise = self.model.generator.make_noise(seed or 0, self.device)
         batch_size = batch_size or FRAME_BATCH.get(self.device.type, 16)
 
@@ -440,7 +440,7 @@ class S2TF:
                     if head is not None:
                         f_ir = f_ir + head(windows).to(f_ir.dtype)
                     imgs = self.model.generate(f_id.expand(len(f_s), -1), f_ir, noise).float()
-                yield from with_blinks(images.to_uint8(imgs), blinks)
+                yield from with_eyes(images.to_uint8(imgs), eyes)
 
         return n_frames, frames()
 

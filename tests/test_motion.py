@@ -167,21 +167,32 @@ def test_cli_talk_motion_option(posed_weights, tmp_path):
     assert out.stat().st_size > 0
 
 
-def test_blink_schedule_has_a_natural_rate_and_length_and_is_seeded():
-    from s2tf_cli.blinks import Blinks
+def test_eye_schedule_blinks_at_a_natural_rate_and_glances_and_is_seeded():
+    from s2tf_cli.eyes import EyeConfig, EyeMotion
 
-    closure = Blinks(FPS, seed=0).closure(int(10 * 60 * FPS))  # ten minutes
-    np.testing.assert_array_equal(closure, Blinks(FPS, seed=0).closure(len(closure)))
-    assert not np.array_equal(closure, Blinks(FPS, seed=1).closure(len(closure)))
-    chunked = Blinks(FPS, seed=0)
-    np.testing.assert_array_equal(np.concatenate([chunked.closure(101), chunked.closure(len(closure) - 101)]), closure)
+    n = int(10 * 60 * FPS)  # ten minutes
+    closure, gaze = EyeMotion(FPS, seed=0).step(n)
+    again = EyeMotion(FPS, seed=0).step(n)
+    np.testing.assert_array_equal(closure, again[0])
+    np.testing.assert_array_equal(gaze, again[1])
+    assert not np.array_equal(closure, EyeMotion(FPS, seed=1).step(n)[0])
+    chunked = EyeMotion(FPS, seed=0)
+    first, rest = chunked.step(101), chunked.step(n - 101)
+    np.testing.assert_array_equal(np.concatenate([first[0], rest[0]]), closure)
+    np.testing.assert_array_equal(np.concatenate([first[1], rest[1]]), gaze)
     rate, length, count = blinks(1 - closure, FPS)  # closure as an eye aspect ratio's dip
     assert 10 <= rate <= 20 and 0.1 <= length <= 0.4
     assert closure.min() == 0 and closure.max() == 1
+    jumps = np.count_nonzero(np.diff(gaze))  # saccades: the gaze holds, then jumps
+    lo, hi = EyeConfig().glance
+    assert 0.2 * n / (1.8 * FPS) < jumps < n / (1.8 * FPS)  # some saccades land where the gaze already was
+    assert 0.3 < np.mean(gaze == 0) < 0.7
+    off = np.abs(gaze[gaze != 0])
+    assert off.min() >= lo and off.max() <= hi and (gaze > 0).any() and (gaze < 0).any()
 
 
 def test_close_eyes_draws_lids_over_the_eyes_only():
-    from s2tf_cli.blinks import EYES, close_eyes
+    from s2tf_cli.eyes import EYES, close_eyes
 
     size = 64
     frame = np.full((size, size, 3), 200, np.uint8)  # skin
@@ -204,4 +215,25 @@ def test_info_says_whether_the_head_can_move(posed_weights, tiny_weights):
     assert result.exit_code == 0
     assert any(line.split()[:3] == ["head", "motion", "yes"] for line in result.output.splitlines())
     result = runner.invoke(app, ["info", "-w", str(tiny_weights)])
-    assert result.exit_code == 0 and "no (blinks only)" in result.output
+    assert result.exit_code == 0 and "no (eyes only: blinks, glances)" in result.output
+
+
+def test_shift_gaze_moves_the_eyes_content_inside_the_eyes_only():
+    from s2tf_cli.eyes import EYE_WIDTH, EYES, shift_gaze
+
+    size = 64
+    frame = np.full((size, size, 3), 200, np.uint8)
+    for x, y in EYES:  # a white eye with a dark iris in its middle
+        cx, cy = round(x * size), round(y * size)
+        frame[cy - 1 : cy + 2, cx - 3 : cx + 4] = 250
+        frame[cy - 1 : cy + 2, cx - 1 : cx + 2] = 20
+    assert shift_gaze(frame, 0.0) is frame
+    right = shift_gaze(frame, 0.4)
+    changed = np.argwhere((right != frame).any(axis=2))
+    assert len(changed) and (np.abs(changed[:, 0] - EYES[0][1] * size) <= 3).all()  # the eye band only
+    for x, y in EYES:
+        cx, cy = round(x * size), round(y * size)
+        row = right[cy, :, 0].astype(float)
+        window = slice(cx - 4, cx + 5)
+        iris = np.argmin(row[window]) + cx - 4
+        assert iris > cx and iris - cx <= round(0.4 * EYE_WIDTH * size / 2) + 1  # moved right, by about the asked

@@ -1,14 +1,18 @@
-"""Blinks for `talk`: eyelids drawn over G's eyes in image space, on a seeded natural schedule.
+"""Eyes for `talk`: blinks and glances drawn over G's eyes in image space, on a seeded natural schedule.
 
-Why image space: G learnt faces from photos, and people are photographed with their eyes open (FaceMesh
-finds the eye aspect ratio under 0.15 in 0.2 % of the face set), so no entry of f_ir closes the eyes.
-A blink is short and simple enough to draw: the upper lid, in the skin colour just above the eye, slides
-down over it with a darker lash line at its edge, and back up.
+Why image space: G learnt faces from photos, and people are photographed with their eyes open and looking
+at the camera (FaceMesh finds the eye aspect ratio under 0.15 in 0.2 % of the face set), so no entry of
+f_ir closes or turns the eyes. Both are small and simple enough to draw: for a blink the upper lid, in the
+skin colour just above the eye, slides down over it with a darker lash line at its edge, and back up; for a
+glance the eye's content (iris and white) is shifted sideways inside the eye's outline.
 
-Schedule (stated, after the blink literature for conversation: 10-20 a minute, 100-400 ms each): gaps
+Blinks (stated, after the blink literature for conversation: 10-20 a minute, 100-400 ms each): gaps
 between blinks drawn from a gamma distribution (shape 3, mean 60 / `per_minute` s, at least `min_gap_s`);
-each blink closes in `close_s`, stays shut `shut_s`, opens in `open_s` (80 + 80 + 140 ms: the
-dlib judge then reads two frames shut, which a shorter blink does not give it at 25 fps).
+each blink closes in `close_s`, stays shut `shut_s`, opens in `open_s` (80 + 80 + 140 ms: the dlib judge
+then reads two frames shut, which a shorter blink does not give it at 25 fps).
+
+Glances: the gaze jumps (a saccade, within a frame) every `glance_s` on average (gamma, shape 2), to the
+centre half of the time, else sideways by `glance` of half the eye's width, either way.
 
 Where the eyes are: G draws the face set's framing, whose eye centres FaceMesh puts at (0.384, 0.383) and
 (0.614, 0.383) of the crop (1,500 face-set crops, spread 0.024), eye width 0.103 and opening 0.033; each
@@ -18,7 +22,7 @@ frame refines each centre to the darkest spot (the iris) near it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,23 +33,29 @@ SEARCH = 0.04  # how far from its usual place an eye centre is looked for, as a 
 
 
 @dataclass
-class BlinkConfig:
+class EyeConfig:
     per_minute: float = 15.0
     min_gap_s: float = 1.2
     close_s: float = 0.08
     shut_s: float = 0.08
     open_s: float = 0.14
+    glance_s: float = 1.8  # mean time between saccades
+    glance: list[float] = field(default_factory=lambda: [0.15, 0.35])  # sideways gaze, shares of half the eye width
 
 
-class Blinks:
-    """Causal and seeded: `closure(n)` gives the next n frames' lid closure (0 open, 1 shut)."""
+class EyeMotion:
+    """Causal and seeded: `step(n)` gives the next n frames' lid closure (0 open, 1 shut) and gaze (sideways
+    shift as a share of half the eye's width, + to the image's right)."""
 
-    def __init__(self, fps: float, seed: int = 0, cfg: BlinkConfig | None = None):
-        self.cfg = cfg or BlinkConfig()
+    def __init__(self, fps: float, seed: int = 0, cfg: EyeConfig | None = None):
+        self.cfg = cfg or EyeConfig()
         self.fps = fps
         self.rng = np.random.default_rng([104729, seed])
+        self.glances = np.random.default_rng([130363, seed])
         self.t = 0.0  # time of the next frame
         self.start = self._gap() * 0.5  # the first blink comes sooner than a whole gap
+        self.gaze = 0.0
+        self.next_glance = float(self.glances.gamma(2.0, self.cfg.glance_s / 2))
 
     def _gap(self) -> float:
         c = self.cfg
@@ -63,16 +73,21 @@ class Blinks:
             return 1.0 - (dt - c.close_s - c.shut_s) / c.open_s
         return 0.0
 
-    def closure(self, n: int) -> np.ndarray:
+    def step(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         c = self.cfg
-        out = np.zeros(n)
+        closure, gaze = np.zeros(n), np.zeros(n)
         length = c.close_s + c.shut_s + c.open_s
         for i in range(n):
             while self.t >= self.start + length:  # that blink is over: schedule the next
                 self.start += length + self._gap()
-            out[i] = self._shape(self.t - self.start)
+            while self.t >= self.next_glance:  # a saccade: the eyes jump to a new place
+                side = self.glances.uniform(*c.glance) * self.glances.choice([-1.0, 1.0])
+                self.gaze = 0.0 if self.glances.random() < 0.5 else float(side)
+                self.next_glance += max(0.2, float(self.glances.gamma(2.0, c.glance_s / 2)))
+            closure[i] = self._shape(self.t - self.start)
+            gaze[i] = self.gaze
             self.t += 1.0 / self.fps
-        return out
+        return closure, gaze
 
 
 def _eye_centre(gray: np.ndarray, x: float, y: float, size: int) -> tuple[float, float]:
@@ -89,6 +104,32 @@ def _eye_centre(gray: np.ndarray, x: float, y: float, size: int) -> tuple[float,
     return float(x0 + dx), float(y0 + dy)
 
 
+def _eyes(frame: np.ndarray) -> list[tuple[float, float]]:
+    import cv2
+
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return [_eye_centre(gray, ex, ey, frame.shape[0]) for ex, ey in EYES]
+
+
+def shift_gaze(frame: np.ndarray, gaze: float) -> np.ndarray:
+    """The frame with each eye's content moved sideways by `gaze` of half the eye's width, inside its outline."""
+    import cv2
+
+    if gaze == 0:
+        return frame
+    size = frame.shape[0]
+    half_w = EYE_WIDTH * size / 2
+    half_h = max(1.0, 0.75 * EYE_OPENING * size)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    inside = np.zeros((size, size), np.float32)
+    for x, y in _eyes(frame):
+        inside[((xx - x) / (0.85 * half_w)) ** 2 + ((yy - y) / half_h) ** 2 <= 1.0] = 1.0
+    moved = cv2.remap(frame, xx - gaze * half_w, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    soft = cv2.GaussianBlur(inside, (0, 0), max(0.4, size / 160))[..., None]
+    out = frame.astype(np.float32) * (1 - soft) + moved.astype(np.float32) * soft
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
     """The frame (H, W, 3 uint8, the model's face crop) with both upper lids lowered by `closure`."""
     import cv2
@@ -97,15 +138,13 @@ def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
         return frame
     size = frame.shape[0]
     img = frame.astype(np.float32)
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
     half_w = EYE_WIDTH * size / 2
     half_h = max(1.0, 0.75 * EYE_OPENING * size)  # lid to lid, with the lashes' margin
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     cover = np.zeros((size, size), np.float32)
     lash = np.zeros((size, size), np.float32)
     skin = np.zeros((size, size, 3), np.float32)
-    for ex, ey in EYES:
-        x, y = _eye_centre(gray, ex, ey, size)
+    for x, y in _eyes(frame):
         ellipse = ((xx - x) / half_w) ** 2 + ((yy - y) / half_h) ** 2
         inside = ellipse <= 1.0
         edge = y - half_h + 2 * half_h * closure  # where the lid's edge has come down to
@@ -123,9 +162,12 @@ def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def with_blinks(frames: Iterable[np.ndarray], blinks: Blinks | None) -> Iterator[np.ndarray]:
-    """The frames, their eyelids lowered where the blink schedule says (no schedule: as they are)."""
+def with_eyes(frames: Iterable[np.ndarray], eyes: EyeMotion | None) -> Iterator[np.ndarray]:
+    """The frames with their glances and blinks (no eye motion: as they are)."""
     frames = list(frames)
-    closure = blinks.closure(len(frames)) if blinks is not None else np.zeros(len(frames))
-    for frame, c in zip(frames, closure):
-        yield close_eyes(frame, float(c))
+    if eyes is None:
+        yield from frames
+        return
+    closure, gaze = eyes.step(len(frames))
+    for frame, c, g in zip(frames, closure, gaze):
+        yield close_eyes(shift_gaze(frame, float(g)), float(c))
