@@ -21,6 +21,7 @@ frame refines each centre to the darkest spot (the iris) near it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -97,9 +98,11 @@ def _eye_centre(gray: np.ndarray, x: float, y: float, size: int) -> tuple[float,
     r = max(1, round(SEARCH * size))
     cx, cy = round(x * size), round(y * size)
     sigma = max(0.5, EYE_OPENING * size / 2)
-    blurred = cv2.GaussianBlur(gray, (0, 0), sigma)
+    m = r + math.ceil(3 * sigma)  # blur only around the search window
+    oy, ox = max(cy - m, 0), max(cx - m, 0)
+    blurred = cv2.GaussianBlur(gray[oy : cy + m + 1, ox : cx + m + 1], (0, 0), sigma)
     y0, y1, x0, x1 = max(cy - r, 0), min(cy + r + 1, size), max(cx - r, 0), min(cx + r + 1, size)
-    window = blurred[y0:y1, x0:x1]
+    window = blurred[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
     dy, dx = np.unravel_index(int(np.argmin(window)), window.shape)
     return float(x0 + dx), float(y0 + dy)
 
