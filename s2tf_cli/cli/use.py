@@ -121,8 +121,9 @@ def talk(
         str,
         typer.Option(
             "--motion",
-            help="natural: the head turns and nods with the voice around the still pose (weights that carry "
-            "pose); none: it stays still. A pose video drives the head itself.",
+            help="natural: the eyes blink and glance, and the head turns and nods with the voice around the "
+            "still pose (weights that carry pose: see `s2tf info`); none: all still. A pose video drives the "
+            "head itself.",
         ),
     ] = "natural",
     seed: SeedOpt = None,
