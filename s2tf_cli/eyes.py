@@ -21,6 +21,7 @@ frame refines each centre to the darkest spot (the iris) near it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -114,8 +115,15 @@ def _eyes(frame: np.ndarray) -> list[tuple[float, float]]:
     return [_eye_centre(gray, ex, ey, frame.shape[0]) for ex, ey in EYES]
 
 
-def shift_gaze(frame: np.ndarray, gaze: float) -> np.ndarray:
-    """The frame with each eye's content moved sideways by `gaze` of half the eye's width, inside its outline."""
+@functools.lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    return yy, xx
+
+
+def shift_gaze(frame: np.ndarray, gaze: float, eyes: list[tuple[float, float]] | None = None) -> np.ndarray:
+    """The frame with each eye's content moved sideways by `gaze` of half the eye's width, inside its outline
+    (`eyes`: the eye centres, if already found)."""
     import cv2
 
     if gaze == 0:
@@ -123,9 +131,9 @@ def shift_gaze(frame: np.ndarray, gaze: float) -> np.ndarray:
     size = frame.shape[0]
     half_w = EYE_WIDTH * size / 2
     half_h = max(1.0, 0.75 * EYE_OPENING * size)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = _grid(size)
     inside = np.zeros((size, size), np.float32)
-    for x, y in _eyes(frame):
+    for x, y in eyes or _eyes(frame):
         inside[((xx - x) / (0.85 * half_w)) ** 2 + ((yy - y) / half_h) ** 2 <= 1.0] = 1.0
     moved = cv2.remap(frame, xx - gaze * half_w, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     soft = cv2.GaussianBlur(inside, (0, 0), max(0.4, size / 160))[..., None]
@@ -133,8 +141,9 @@ def shift_gaze(frame: np.ndarray, gaze: float) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
-    """The frame (H, W, 3 uint8, the model's face crop) with both upper lids lowered by `closure`."""
+def close_eyes(frame: np.ndarray, closure: float, eyes: list[tuple[float, float]] | None = None) -> np.ndarray:
+    """The frame (H, W, 3 uint8, the model's face crop) with both upper lids lowered by `closure` (`eyes`: the
+    eye centres, if already found)."""
     import cv2
 
     if closure <= 0:
@@ -143,11 +152,11 @@ def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
     img = frame.astype(np.float32)
     half_w = EYE_WIDTH * size / 2
     half_h = max(1.0, 0.75 * EYE_OPENING * size)  # lid to lid, with the lashes' margin
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = _grid(size)
     cover = np.zeros((size, size), np.float32)
     lash = np.zeros((size, size), np.float32)
     skin = np.zeros((size, size, 3), np.float32)
-    for x, y in _eyes(frame):
+    for x, y in eyes or _eyes(frame):
         ellipse = ((xx - x) / half_w) ** 2 + ((yy - y) / half_h) ** 2
         inside = ellipse <= 1.0
         edge = y - half_h + 2 * half_h * closure  # where the lid's edge has come down to
@@ -173,4 +182,5 @@ def with_eyes(frames: Iterable[np.ndarray], eyes: EyeMotion | None) -> Iterator[
         return
     closure, gaze = eyes.step(len(frames))
     for frame, c, g in zip(frames, closure, gaze):
-        yield close_eyes(shift_gaze(frame, float(g)), float(c))
+        found = _eyes(frame) if c > 0 or g != 0 else None  # found once: a glance moves no eye centre
+        yield close_eyes(shift_gaze(frame, float(g), found), float(c), found)

@@ -19,10 +19,9 @@ import torch.nn.functional as F
 
 from . import audio as audio_io
 from . import vad
-from .errors import UsageError
 from .eyes import EyeMotion, with_eyes
 from .models.mel import LOG_FLOOR
-from .motion import MOTIONS
+from .motion import check_motion
 
 GAIN_HISTORY_FRAMES = 3000  # 60 s of 20 ms frames
 
@@ -51,8 +50,7 @@ class LiveTalker:
         self.seed = seed
         self.pose = s2tf.pose_feature(pose) if pose is not None else None
         self.noise = s2tf.model.generator.make_noise(seed or 0, s2tf.device)
-        if motion not in MOTIONS:
-            raise UsageError(f"--motion must be one of {', '.join(MOTIONS)}, not {motion!r}")
+        check_motion(motion)
         natural = motion == "natural"  # causal both: a stream moves its head and eyes as `talk` does
         self.head = s2tf.head_motion(fps, seed or 0) if natural else None
         self.eyes = EyeMotion(fps, seed or 0) if natural else None

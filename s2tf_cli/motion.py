@@ -23,7 +23,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import UsageError
+
 MOTIONS = ("natural", "none")
+
+
+def check_motion(motion: str) -> str:
+    """`motion` itself, or a UsageError naming the choices."""
+    if motion not in MOTIONS:
+        raise UsageError(f"--motion must be one of {', '.join(MOTIONS)}, not {motion!r}")
+    return motion
+
+
 SPEAKING = 0.25  # speech activity above which a frame counts as speech
 
 

@@ -31,7 +31,7 @@ from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
 from .models.inference import fold_batchnorm, use_inference_path
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel, slerp, turn
-from .motion import MOTIONS, HeadMotion
+from .motion import HeadMotion, check_motion
 from .outputs import atomic_path, provenance
 from .precision import select_precision
 
@@ -402,8 +402,7 @@ class S2TF:
         the still pose where the weights carry pose entries, unless a pose video drives it; "none": all still."""
         if not (0 < fps <= 120):
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
-        if motion not in MOTIONS:
-            raise UsageError(f"--motion must be one of {', '.join(MOTIONS)}, not {motion!r}")
+        check_motion(motion)
         if isinstance(voice, DecodedVoice):
             src: MelSource = StreamedMel(voice, self.model.mel, self.device)
             samples, speech = voice.samples, voice.speech_probabilities()

@@ -86,7 +86,7 @@ def eval_people_cmd(
     judges that are not part of the model."""
     _setup_logging(verbose)
     from ..evaluation.metrics import paired_difference
-    from ..evaluation.motion import talking_motion
+    from ..evaluation.motion import real_motion, talking_motion
     from ..evaluation.real_people import comparison_grid, evaluate_people, talking_figures, validation_people
     from ..pipeline import S2TF
 
@@ -114,8 +114,7 @@ def eval_people_cmd(
             res = evaluate_people(model, people, progress=lambda n, task=task: bar.advance(task, n))
         if clips:
             res |= talking_figures(model, clips)
-            made, real_motion = talking_motion(model, clips)
-            res |= made
+            res |= talking_motion(model, clips)
         label = model.weights_label
         if label in rows:  # the same weights given twice: a row each
             label = f"{label} ({sum(k.startswith(label) for k in rows) + 1})"
@@ -132,7 +131,7 @@ def eval_people_cmd(
                 row[key], row[f"{key} ±"] = paired_difference(a[key], b[key])
         rows[f"Δ {name} − {names[0]}"] = row
     if clips:  # the real talking clips' own motion, the range `talk`'s should fall in
-        rows[f"real talking clips ({len(clips)})"] = real_motion
+        rows[f"real talking clips ({len(clips)})"] = real_motion(clips)
     table = people_table({k: v for k, v in rows.items() if not k.startswith("Δ")})
     deltas = [f"| {k} | " + " | ".join(f"{key} {v[key]:+.3f} ± {v[key + ' ±']:.3f}" for key in PAIRED if key in v) + " |"
               for k, v in rows.items() if k.startswith("Δ")]  # fmt: skip

@@ -151,11 +151,10 @@ def talk(
     """The voice's face talking, lip-synced, as an H.264 MP4 with the voice as its sound track."""
     _setup_logging(verbose)
     from ..audio import check_readable
-    from ..motion import MOTIONS
+    from ..motion import check_motion
     from ..outputs import check_output
 
-    if motion not in MOTIONS:
-        raise UsageError(f"--motion must be one of {', '.join(MOTIONS)}, not {motion!r}")
+    check_motion(motion)
     if stream or str(voice) == "-":
         if not (stream and str(voice) == "-"):
             raise UsageError("--stream reads the voice from stdin: give '-' as the voice, and --stream with it")

@@ -36,18 +36,24 @@ INSTALL = (
 )
 
 
-def pose_from_mesh(points: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) of FaceMesh points ((468, 2+) in pixels), as the module docstring defines them."""
-    p = np.asarray(points, np.float64)[:, :2]
-    right, left = p[list(RIGHT_EYE)].mean(0), p[list(LEFT_EYE)].mean(0)
+def pose_of(right_eye: np.ndarray, left_eye: np.ndarray, nose: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) from the two eye centres (the image's left one first) and the nose tip, in pixels,
+    as the module docstring defines them: the one definition for labels and for the pose judge."""
+    right, left, nose = (np.asarray(v, np.float64)[:2] for v in (right_eye, left_eye, nose))
     mid = (right + left) / 2
     d = left - right
     dist = float(np.hypot(*d))
     roll = float(np.arctan2(d[1], d[0]))
-    c, s = np.cos(-roll), np.sin(-roll)
-    off = p[NOSE_TIP] - mid
+    c, s = np.cos(-roll), np.sin(-roll)  # yaw and pitch in the face's own (de-rolled) frame
+    off = nose - mid
     off = np.array([c * off[0] - s * off[1], s * off[0] + c * off[1]])
     return float(off[0] / dist), float(off[1] / dist), roll
+
+
+def pose_from_mesh(points: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) of FaceMesh points ((468, 2+) in pixels)."""
+    p = np.asarray(points, np.float64)[:, :2]
+    return pose_of(p[list(RIGHT_EYE)].mean(0), p[list(LEFT_EYE)].mean(0), p[NOSE_TIP])
 
 
 class FaceMeshPose:

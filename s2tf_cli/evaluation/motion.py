@@ -110,36 +110,51 @@ def clip_motion(frames: np.ndarray, fps: float, landmarks, embedder) -> dict:
     return out
 
 
-def talking_motion(s2tf, clips: list, fps: float = 25.0, landmarks=None, embedder=None) -> tuple[dict, dict]:
-    """(`talk`'s figures, the real clips' figures): each real clip against `talk` of its own audio with its
-    first frame as the still `--pose` and natural motion (the head is the model's to move). Each figure
-    is the median over clips; the real side also gives its range (min, max) over clips."""
-    from .. import audio as audio_io
-    from ..face_track import read_video
+def _medians(rows: list[dict]) -> dict:
+    out = {}
+    for k in MOTION_KEYS:
+        values = [r[k] for r in rows if r[k] == r[k]]
+        out[f"head {k}"] = float(np.median(values)) if values else float("nan")
+    return out
 
+
+def _judges(landmarks, embedder):
     if landmarks is None:
         from ..judges.landmarks import landmarks68 as landmarks
     if embedder is None:
         from ..judges.embedder import FaceEmbedder
 
         embedder = FaceEmbedder()
-    made, real = [], []
-    for clip in clips:
-        video = read_video(clip, fps)
-        real.append(clip_motion(video, fps, landmarks, embedder))
-        wave = audio_io.load_audio(clip, s2tf.cfg.audio.sample_rate)
-        _, frames = s2tf.talk_frames(wave, pose=video[0], fps=fps, motion="natural")
-        made.append(clip_motion(np.stack(list(frames)), fps, landmarks, embedder))
+    return landmarks, embedder
 
-    def median(rows: list[dict], key: str) -> float:
-        values = [r[key] for r in rows if r[key] == r[key]]
-        return float(np.median(values)) if values else float("nan")
 
-    talk = {f"head {k}": median(made, k) for k in MOTION_KEYS}
-    reference = {f"head {k}": median(real, k) for k in MOTION_KEYS}
+def real_motion(clips: list, fps: float = 25.0, landmarks=None, embedder=None) -> dict:
+    """The real talking clips' own figures: medians over clips and each one's range (min, max)."""
+    from ..face_track import read_video
+
+    landmarks, embedder = _judges(landmarks, embedder)
+    rows = [clip_motion(read_video(clip, fps), fps, landmarks, embedder) for clip in clips]
+    out = _medians(rows)
     for k in MOTION_KEYS:
-        values = [r[k] for r in real if r[k] == r[k]]
-        reference[f"head {k} range"] = (min(values), max(values)) if values else (float("nan"), float("nan"))
-    talk["head per clip"] = {str(getattr(c, "name", c)): m for c, m in zip(clips, made)}
-    reference["head per clip"] = {str(getattr(c, "name", c)): r for c, r in zip(clips, real)}
-    return talk, reference
+        values = [r[k] for r in rows if r[k] == r[k]]
+        out[f"head {k} range"] = (min(values), max(values)) if values else (float("nan"), float("nan"))
+    out["head per clip"] = {str(getattr(c, "name", c)): r for c, r in zip(clips, rows)}
+    return out
+
+
+def talking_motion(s2tf, clips: list, fps: float = 25.0, landmarks=None, embedder=None) -> dict:
+    """`talk`'s figures: each real clip's audio talked with its first frame as the still `--pose` and natural
+    motion (the head is the model's to move); medians over clips."""
+    from .. import audio as audio_io
+    from ..face_track import read_video
+
+    landmarks, embedder = _judges(landmarks, embedder)
+    rows = []
+    for clip in clips:
+        first = read_video(clip, fps)[0]
+        wave = audio_io.load_audio(clip, s2tf.cfg.audio.sample_rate)
+        _, frames = s2tf.talk_frames(wave, pose=first, fps=fps, motion="natural")
+        rows.append(clip_motion(np.stack(list(frames)), fps, landmarks, embedder))
+    out = _medians(rows)
+    out["head per clip"] = {str(getattr(c, "name", c)): r for c, r in zip(clips, rows)}
+    return out

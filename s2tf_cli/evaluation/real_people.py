@@ -83,15 +83,9 @@ def _has_face(photo: Path) -> bool:
 
 def head_pose(points: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) of dlib's 68 landmarks, as the module docstring defines them."""
-    left, right = points[36:42].mean(0), points[42:48].mean(0)
-    mid, nose = (left + right) / 2, points[30]
-    d = right - left
-    dist = float(np.hypot(*d))
-    roll = float(np.arctan2(d[1], d[0]))
-    c, s = np.cos(-roll), np.sin(-roll)  # measure yaw and pitch in the face's own (de-rolled) frame
-    off = nose - mid
-    off = np.array([c * off[0] - s * off[1], s * off[0] + c * off[1]])
-    return float(off[0] / dist), float(off[1] / dist), roll
+    from ..data.pose_labels import pose_of
+
+    return pose_of(points[36:42].mean(0), points[42:48].mean(0), points[30])
 
 
 class PoseJudge:
