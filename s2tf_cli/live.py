@@ -138,7 +138,7 @@ class LiveTalker:
             ids.append(self.shown)
         with torch.inference_mode(), self.s2tf._per_frame():
             stacked = torch.stack(windows)
-            f_s = self.s2tf.model.audio_content(stacked)
+            f_s = self.s2tf.model.content(stacked)
             f_ir = f_s + self.pose.to(f_s.dtype) if self.pose is not None else f_s
             if self.head is not None:
                 f_ir = f_ir + self.head(stacked).to(f_ir.dtype)

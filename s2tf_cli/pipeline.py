@@ -245,7 +245,7 @@ class S2TF:
         a = self.cfg.audio
         silent = torch.full((1, a.n_mels, a.content_window), math.log(LOG_FLOOR), device=self.device)
         with torch.inference_mode(), self._per_frame():
-            return self.model.audio_content(silent)[0].float()
+            return self.model.content(silent)[0].float()
 
     # ----------------------------------------------------------------- visual side
     def _face_crop(self, image: str | Path | np.ndarray, aligned: bool) -> np.ndarray:
@@ -434,7 +434,7 @@ class S2TF:
                 stop = min(start + batch_size, n_frames)
                 windows = self.content_windows(src, fps, start, stop)
                 with torch.inference_mode(), self._per_frame():
-                    f_s = self.model.audio_content(windows)
+                    f_s = self.model.content(windows)
                     f_ir = f_s + track[start:stop].to(f_s.dtype) if track is not None else f_s
                     if head is not None:
                         f_ir = f_ir + head(windows).to(f_ir.dtype)

@@ -195,6 +195,32 @@ def test_voice_stage_trains_only_the_head_and_exports(faces_run, faceset, voices
     assert after.cfg.trained_steps == before.cfg.trained_steps + 6
 
 
+def test_voice_stage_dev_people_are_training_people_held_out_of_its_training(faces_run, faceset, voiceset,
+                                                                             ge2e_file, tmp_path):  # fmt: skip
+    from s2tf_cli.training.export import export
+    from s2tf_cli.training.face_batches import FaceSet
+    from s2tf_cli.training.trainer import train
+    from s2tf_cli.training.voice_stage import VoiceSet, dev_people
+
+    voices, faces = VoiceSet(voiceset, "train"), FaceSet(faceset, 32)
+    dev = dev_people(voices, faces, 1, seed=0)
+    assert dev == dev_people(voices, faces, 1, seed=0) and len(dev) == 1
+    assert set(dev) <= {r.person for r in faces.rows} and not set(dev) & set(VoiceSet(voiceset, "val").person)
+    n = len(voices)
+    held = voices.split_off(set(dev))
+    assert set(held.person) == set(dev) and not set(dev) & set(voices.person)
+    assert len(held) + len(voices) == n and len(held.dvectors) == len(held) and len(voices.dvectors) == len(voices)
+    with pytest.raises(ValueError, match="voice_dev_people 2: only 2 training people have a photo"):
+        dev_people(VoiceSet(voiceset, "train"), faces, 2, seed=0)  # none would be left to train on
+
+    cfg = faces_config(faceset, ge2e_file)
+    cfg.steps.faces, cfg.steps.voices, cfg.voice_dev_people = 0, 3, 1
+    cfg.init, cfg.voiceset, cfg.audio_identity_init = str(export(faces_run, tmp_path / "exp")), str(voiceset), ""
+    cfg.sample_every = cfg.checkpoint_every = cfg.log_every = 3
+    summary = train(cfg, tmp_path / "voices", cpu=True)
+    assert summary["val_people"] == 1 and summary["scored_on"].startswith("dev")
+
+
 def test_cli_train_faces_recipe_needs_a_faceset(tmp_path):
     recipe = tmp_path / "r.json"
     recipe.write_text(json.dumps({"model": {"preset": "tiny"},

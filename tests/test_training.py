@@ -605,3 +605,73 @@ def test_experiment_recipes_state_only_their_differences():
         data = json.loads(path.read_text())
         base = read_recipe((path.parent / data.pop("base")).resolve())
         assert not same(data, base), (path.name, same(data, base))
+
+
+def _finetune_batch(cfg: TrainConfig, corpus: Path, module) -> dict:
+    from s2tf_cli.training.corpus import BatchSpec, Corpus, draw_batch
+
+    a = cfg.model.audio
+    spec = BatchSpec(batch_size=3, identity_window=int(a.identity_window_s * a.sample_rate),
+                     content_window=a.content_window, hop=a.hop_length, context=module.context * a.hop_length,
+                     image_size=cfg.model.image_size, audio_augment=False)  # fmt: skip
+    return draw_batch(Corpus(corpus, "train"), spec, seed=0, step=0)
+
+
+def test_mouth_stage_with_pose_entries_draws_frame_k_in_its_pose_and_keeps_speech_off_the_pose(prepared_corpus):
+    """`target_pose`: G draws frame k in frame k's pose (E_ir^v's reading), f_s^a adds nothing to the
+    pose entries (there, or in `talk`), and `still` compares with the same face drawn at silence."""
+    from s2tf_cli.training.stages import TrainingModule
+
+    cfg = _config(prepared_corpus)
+    cfg.model.pose_center, cfg.model.pose_scale = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    cfg.target_pose, cfg.loss.still, cfg.ir_dropout = True, 1.0, 0.0
+    torch.manual_seed(0)
+    module = TrainingModule(cfg, None).eval()
+    batch = _finetune_batch(cfg, prepared_corpus, module)
+    asked = []
+    generate = module.model.generate
+    module.model.generate = lambda f_id, f_ir, noise=None: (asked.append(f_ir.detach()), generate(f_id, f_ir, noise))[1]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        loss, metrics, fake = module._finetune(batch, "visual-id")
+        f_s = module.content_features(batch["content_audio"])
+        f_ir_k = module.model.visual_irrelevant(batch["frame"])
+        f_ir_1 = module.model.visual_irrelevant(batch["clip_first"])
+        f_sil = module.content_features(torch.zeros_like(batch["content_audio"][:1]))
+    assert torch.count_nonzero(f_s[:, :3]) == 0 and torch.count_nonzero(f_s[:, 3:]) > 0
+    assert len(asked) == 2 and float(metrics["still"]) > 0
+    torch.testing.assert_close(asked[0][:, :3], f_ir_k[:, :3])
+    torch.testing.assert_close(asked[0][:, 3:], (f_s + f_ir_1)[:, 3:])
+    torch.testing.assert_close(asked[1], asked[0] - f_s + f_sil)  # the silent twin differs by f_s^a alone
+    cfg.loss.still = 0.0
+    torch.manual_seed(1)
+    with torch.no_grad():
+        plain, _, _ = module._finetune(batch, "visual-id")
+    torch.testing.assert_close(loss - plain, metrics["still"], atol=1e-5, rtol=1e-4)
+    # without the flag the pose entries come from the clip's first frame, as before
+    cfg.target_pose, asked[:] = False, []
+    with torch.no_grad():
+        module._finetune(batch, "visual-id")
+    torch.testing.assert_close(asked[0], f_s + f_ir_1)
+
+
+def test_still_counts_only_changes_outside_the_mouth_and_jaw(prepared_corpus):
+    from s2tf_cli.training.stages import TrainingModule
+
+    cfg = _config(prepared_corpus)
+    module = TrainingModule(cfg, None).eval()
+    s = cfg.model.image_size
+    quiet = torch.zeros(2, 3, s, s)
+    module.model.generate = lambda f_id, f_ir, noise=None: quiet
+    audio = torch.zeros(2, 4000)
+    args = (torch.zeros(2, cfg.model.id_dim), torch.zeros(2, cfg.model.ir_dim), audio, None, {})
+    mouth = quiet.clone()
+    mouth[..., int(0.7 * s) : int(0.9 * s), int(0.4 * s) : int(0.6 * s)] = 1.0  # the jaw drops
+    assert float(module._still(mouth, *args)) == 0.0
+    hair = quiet.clone()
+    hair[..., : int(0.2 * s), :] = 0.5  # the hair changes
+    metrics = {}
+    still = module._still(hair, *args[:-1], metrics)
+    outside = s * s - (s - round(0.55 * s)) * (round(0.8 * s) - round(0.2 * s))
+    assert float(still) == pytest.approx(0.5 * int(0.2 * s) * s / outside, rel=1e-5)
+    assert metrics["still"] == still

@@ -56,6 +56,16 @@ class S2TFModel(nn.Module):
         self.centroids = IdentityCentroids(cfg.num_identities, cfg.id_dim, cfg.arcface_scale, cfg.arcface_margin)
         self.generator = StyleGenerator(cfg.generator, cfg.id_dim + cfg.ir_dim, cfg.image_size)  # G
 
+    def content(self, windows: torch.Tensor) -> torch.Tensor:
+        """f_s^a of (N, n_mels, content_window) mel windows. Where f_ir carries pose entries
+        (`pose_scale`), f_s^a leaves them at zero: speech moves the mouth; the reference, the pose
+        video or motion.py turn the head."""
+        f_s = self.audio_content(windows)
+        n = len(self.cfg.pose_scale)
+        if n:
+            f_s = torch.cat([torch.zeros_like(f_s[:, :n]), f_s[:, n:]], dim=-1)
+        return f_s
+
     def generate(self, f_id: torch.Tensor, f_ir: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         """G(cat(f_id, f_ir)). f_id is L2-normalised (scaled to sqrt(id_dim)) first: the identity
         space is angular (ArcFace, cosine contrastive loss), so only its direction may reach G, which

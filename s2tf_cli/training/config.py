@@ -30,6 +30,8 @@ class LossWeights:
     novel_id: float = 0.0  # stage 3: L_adv weight on G(f_id*, f_s^a + f_ir^{v1}), f_id* each f_id^a turned a
     # random angle (up to `novel_angle`) off its own direction. Unseen voices land between the training
     # faces' identities, where G had no target and drew smears; this asks D to find those faces real too
+    still: float = 0.0  # stage 3: L1 outside the mouth's surroundings between the frame drawn with f_s^a and
+    # the same drawn with silence's f_s^a: speech moves the mouth and jaw, not hair, eyes or background
     adv_start: int = 0  # global step from which L_adv (and the discriminator's training) is on: a
     # reconstruction-only warm-up keeps the generator from collapsing while it is still far from faces
 
@@ -116,6 +118,10 @@ class TrainConfig:
     content_negatives: int = 4  # same-clip, off-sync audio windows per sample after the curriculum switch
     ir_dropout: float = 0.1  # chance of dropping the visual f_ir (stage 1: f_ir^v, stage 3: f_ir^{v1}, keeping
     # f_s^a) so G also learns the pose-free face G(cat(f_id, f_s^a)) that `s2tf face` draws without --pose
+    voice_dev_people: int = 0  # voice stage: this many training people with a photo are held out of its
+    # training and scored in place of the validation people, so its recipe is chosen without looking at them
+    target_pose: bool = False  # stage 3, for weights with pose entries (model.pose_scale) and E_ir^v frozen:
+    # G draws frame k in frame k's pose as E_ir^v reads it, so f_s^a is not asked to explain head motion
     novel_angle: float = 1.0  # radians: the largest turn of f_id^a for the `novel_id` loss (1.0: ~57°, from
     # cosine ~0.55 to its own face down to ~0.3, where unseen voices sit)
     real_voice_share: float = 0.0  # share of each audio-stage batch drawn from the people who speak with their

@@ -85,7 +85,7 @@ class TrainingModule(nn.Module):
         """(N, samples) audio segments -> (N, ir_dim) f_s^a over the centred content window."""
         mel = self.model.mel(audio)  # (N, n_mels, frames)
         w = self.cfg.model.audio.content_window
-        return self.model.audio_content(mel[:, :, self.context : self.context + w])
+        return self.model.content(mel[:, :, self.context : self.context + w])
 
     def identity_features(self, audio: torch.Tensor) -> torch.Tensor:
         return self.model.audio_identity(self.model.mel(audio))
@@ -170,8 +170,15 @@ class TrainingModule(nn.Module):
         loss = loss + w.centroid * self._labelled(f_id_v, batch["label"], metrics, "vid")
         # Dropping only f_ir^{v1} teaches G the paper's frontal path G(cat(f_id, f_s^a)) used by `s2tf face`.
         f_ir = f_s + self._drop_ir(f_ir_1)
-        fake = self.model.generate(f_id_v, f_ir)
+        n_pose = len(self.cfg.model.pose_scale)
+        if self.cfg.target_pose and n_pose:
+            f_ir = torch.cat([f_ir_k[:, :n_pose].detach(), f_ir[:, n_pose:]], dim=-1)
+        # the silent twin of `_still` must differ from `fake` by f_s^a alone, not by G's noise
+        noise = self.model.generator.make_noise(int(torch.randint(2**31, ())), f_ir.device) if w.still > 0 else None
+        fake = self.model.generate(f_id_v, f_ir, noise)
         loss = loss + self._gan_terms(fake, batch["frame"], metrics, "va")
+        if w.still > 0:
+            loss = loss + w.still * self._still(fake, f_id_v, f_ir - f_s, batch["content_audio"], noise, metrics)
         if phase == "audio-id":
             fake_a = self.model.generate(f_id_a, f_ir)
             loss = loss + self._gan_terms(fake_a, batch["frame"], metrics, "a")
@@ -185,6 +192,23 @@ class TrainingModule(nn.Module):
             fake = torch.cat([fake, fake_n])
         metrics["loss_g"] = loss.detach()
         return loss, metrics, fake
+
+    # Rows and columns (fractions of the size) that speech may change: the mouth, jaw and chin.
+    SPEECH_REGION = (0.55, 1.0, 0.2, 0.8)
+
+    def _still(self, fake: torch.Tensor, f_id: torch.Tensor, f_ir_rest: torch.Tensor, audio: torch.Tensor,
+               noise: list[torch.Tensor], metrics: dict) -> torch.Tensor:  # fmt: skip
+        """L1 outside the speech region between `fake` and the same face drawn with silence's f_s^a."""
+        with torch.no_grad():
+            f_sil = self.content_features(torch.zeros_like(audio[:1]))
+            quiet = self.model.generate(f_id, f_ir_rest + f_sil, noise)
+        s = fake.shape[-1]
+        r0, r1, c0, c1 = (int(round(f * s)) for f in self.SPEECH_REGION)
+        outside = torch.ones(1, 1, s, s, device=fake.device, dtype=fake.dtype)
+        outside[..., r0:r1, c0:c1] = 0
+        still = ((fake - quiet).abs() * outside).sum() / (outside.sum() * fake.shape[0] * fake.shape[1])
+        metrics["still"] = still.detach()
+        return still
 
     def _discriminator_step(self, batch: dict, fake: torch.Tensor):
         real = batch["frame"]

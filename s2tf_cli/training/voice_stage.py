@@ -60,6 +60,28 @@ class VoiceSet:
     def __len__(self) -> int:
         return len(self.person)
 
+    def split_off(self, people: set[str]) -> VoiceSet:
+        """Move these people's windows into a new VoiceSet (returned), keeping the others here."""
+        out = object.__new__(VoiceSet)
+        take = np.array([p in people for p in self.person])
+        for name, keep in ((out, take), (self, ~take)):
+            idx = np.flatnonzero(keep)
+            name.dvectors = self.dvectors[torch.from_numpy(idx)]
+            name.person = [self.person[i] for i in idx]
+            name.photo = [self.photo[i] for i in idx]
+            name.variant, name.gender = self.variant[idx], self.gender[idx]
+        return out
+
+
+def dev_people(voices: VoiceSet, faces: FaceSet, n: int, seed: int) -> list[str]:
+    """`n` training people who have a photo in the face set, drawn reproducibly."""
+    with_photo = {r.person for r in faces.rows}
+    people = sorted({p for p in voices.person if p in with_photo})
+    if n >= len(people):
+        raise ValueError(f"voice_dev_people {n}: only {len(people)} training people have a photo")
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(people, n, replace=False).tolist())
+
 
 def photo_identities(model: S2TFModel, faces: FaceSet, batch: int = 256) -> torch.Tensor:
     """(N, id_dim) unit f_id^v of every face-set photo, E_id^v in eval mode."""
@@ -207,13 +229,22 @@ def train_voice_stage(
         acc = ((probe(f_photo[known])[:, 0] > 0).long().numpy() == faces.gender[known]).mean()
     log.info("gender probe on f_id^v: %.1f %% of %d labelled training photos", 100 * acc, known.sum())
     voices = VoiceSet(cfg.voiceset, "train")
-    targets = VoiceTargets(voices, faces, f_photo, labels, probe)
-    val_voices = VoiceSet(cfg.voiceset, "val")
-    val_faces = FaceSet(cfg.faceset, cfg.model.image_size, "val")
     first = {}
-    for i, r in enumerate(val_faces.rows):
-        first.setdefault(r.person, i)
-    val_photo = photo_identities(model, val_faces)[list(first.values())]
+    if cfg.voice_dev_people:  # scored on held-out training people; the validation people stay unseen
+        dev = set(dev_people(voices, faces, cfg.voice_dev_people, cfg.seed))
+        val_voices = voices.split_off(dev)
+        for i, r in enumerate(faces.rows):
+            if r.person in dev:
+                first.setdefault(r.person, i)
+        val_photo = f_photo[list(first.values())]
+        log.info("voice stage: %d training people held out as its dev set", len(dev))
+    else:
+        val_voices = VoiceSet(cfg.voiceset, "val")
+        val_faces = FaceSet(cfg.faceset, cfg.model.image_size, "val")
+        for i, r in enumerate(val_faces.rows):
+            first.setdefault(r.person, i)
+        val_photo = photo_identities(model, val_faces)[list(first.values())]
+    targets = VoiceTargets(voices, faces, f_photo, labels, probe)
     head = VoiceHead(model, probe)
     head.requires_grad_(False)
     model.audio_identity.head.requires_grad_(True)
@@ -255,6 +286,7 @@ def train_voice_stage(
                             keep=cfg.keep_checkpoints)  # fmt: skip
     summary = {"steps": stop, "total_steps": total, "stage_seconds": {"voices": seconds}, "init": cfg.init,
                "probe_gender_acc": float(acc), "device": "cpu",
+               "scored_on": "dev (held-out training people)" if cfg.voice_dev_people else "validation people",
                **validation_metrics(head, val_voices, val_photo, list(first)),
                "last": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
