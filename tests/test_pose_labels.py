@@ -192,3 +192,31 @@ def test_g_draws_labelled_targets_from_their_labels_and_novel_faces_from_another
     assert torch.isfinite(asked[0][~ok, :POSE_DIMS]).all()  # an unlabelled target: the encoder's reading
     for row in asked[1][:, :POSE_DIMS]:  # each novel face: one of the batch's poses
         assert any(torch.equal(row, r) for r in asked[0][:, :POSE_DIMS])
+
+
+def test_pose_alone_draws_labelled_targets_from_their_pose_entries_only(faceset, tmp_path):
+    from s2tf_cli.training.face_prior import POSE_DIMS, FacePriorModule
+
+    posed, _ = _posed_faceset(faceset, tmp_path)
+    faces = FaceSet(posed, 32)
+    cfg = faces_config(posed, tmp_path / "none")
+    cfg.faces.pose, cfg.faces.pose_cycle, cfg.faces.mix_share, cfg.ir_dropout = 1.0, 0.5, 0.0, 0.0
+    batch = next(
+        b
+        for seed in range(50)
+        if not bool(torch.isfinite((b := faces.draw(8, np.random.default_rng(seed)))["pose"][:, 0]).all())
+    )
+    ok = torch.isfinite(batch["pose"][:, 0])
+    for share in (1.0, 0.0):
+        cfg.faces.pose_alone = share
+        module = FacePriorModule(cfg)
+        module.set_training()
+        asked = []
+        generate = module.model.generate
+        module.model.generate = lambda f_id, f_ir, noise=None: (asked.append(f_ir.detach()), generate(f_id, f_ir))[1]
+        loss, metrics, _ = module(batch, "g", 0)
+        assert torch.isfinite(loss) and np.isfinite(float(metrics["rec_mouth"]))
+        torch.testing.assert_close(asked[0][ok, :POSE_DIMS], batch["pose"][ok])
+        rest = asked[0][:, POSE_DIMS:]
+        assert torch.count_nonzero(rest[~ok]) > 0  # unlabelled targets keep all of f_ir
+        assert (torch.count_nonzero(rest[ok]) == 0) == (share == 1.0)

@@ -66,6 +66,9 @@ class FacePriorLoss:
     mapping_lr: float = 0.1  # the mapping MLP's lr as a fraction of G's (StyleGAN2: 0.01)
     pose: float = 0.0  # f_ir^v[:, :3] regresses the target's standardised yaw, pitch, roll (face set pose.csv)
     pose_cycle: float = 0.0  # E_ir^v (frozen for this term) reads back from each drawn face the pose it was given
+    pose_alone: float = 0.0  # share of labelled targets G draws from their pose entries alone (the rest of f_ir
+    # zero): the rest of f_ir^v carries pose too, and G that reads it there turns the head by a quarter of
+    # what the pose entries alone ask, as `talk`'s head motion asks it
 
 
 @dataclass

@@ -148,7 +148,11 @@ class FacePriorModule(nn.Module):
             # G draws a labelled target from its label (teacher forcing), so to G the pose entries mean the
             # labels' pose from the first step, not whatever the encoder reads so far
             told = torch.where(ok[:, None], target.nan_to_num().to(f_ir.dtype), f_ir[:, :POSE_DIMS])
-            f_ir = torch.cat([told, f_ir[:, POSE_DIMS:]], dim=1)
+            alone = ok & (torch.rand(len(f_ir), device=f_ir.device) < w.pose_alone)
+            rest = f_ir[:, POSE_DIMS:] * (~alone[:, None]).to(f_ir.dtype)
+            f_ir = torch.cat([told, rest], dim=1)
+        else:
+            alone = torch.zeros(len(f_ir), dtype=torch.bool, device=f_ir.device)
         keep = (torch.rand(len(f_ir), 1, device=f_ir.device) >= self.cfg.ir_dropout).to(f_ir.dtype)
         f_ir = f_ir * keep
         fake = m.generate(f_id, f_ir)
@@ -156,7 +160,9 @@ class FacePriorModule(nn.Module):
         s = w.rec_size
         rec = (F.adaptive_avg_pool2d(fake.float(), s) - F.adaptive_avg_pool2d(real.float(), s)).abs().mean()
         r0, r1, c0, c1 = (int(f * fake.shape[-1]) for f in ReconstructionLoss.MOUTH)
-        mouth = (fake[..., r0:r1, c0:c1].float() - real[..., r0:r1, c0:c1].float()).abs().mean()
+        # a face drawn from its pose alone was not told how open the target's mouth is
+        told_mouth = ~alone if (~alone).any() else torch.ones_like(alone)
+        mouth = (fake[told_mouth, :, r0:r1, c0:c1].float() - real[told_mouth, :, r0:r1, c0:c1].float()).abs().mean()
         metrics.update({"rec_low": rec.detach(), "rec_mouth": mouth.detach()})
         loss = loss + w.rec_low * rec + w.rec_mouth * mouth
         codes, fakes, irs = [f_id], [fake], [f_ir]
