@@ -211,12 +211,19 @@ def test_pose_alone_draws_labelled_targets_from_their_pose_entries_only(faceset,
         cfg.faces.pose_alone = share
         module = FacePriorModule(cfg)
         module.set_training()
-        asked = []
-        generate = module.model.generate
-        module.model.generate = lambda f_id, f_ir, noise=None: (asked.append(f_ir.detach()), generate(f_id, f_ir))[1]
+        asked: list[torch.Tensor] = []
+        module.model.generate = _recording(module.model.generate, asked)
         loss, metrics, _ = module(batch, "g", 0)
         assert torch.isfinite(loss) and np.isfinite(float(metrics["rec_mouth"]))
         torch.testing.assert_close(asked[0][ok, :POSE_DIMS], batch["pose"][ok])
         rest = asked[0][:, POSE_DIMS:]
         assert torch.count_nonzero(rest[~ok]) > 0  # unlabelled targets keep all of f_ir
         assert (torch.count_nonzero(rest[ok]) == 0) == (share == 1.0)
+
+
+def _recording(generate, asked: list):
+    def wrapped(f_id, f_ir, noise=None):
+        asked.append(f_ir.detach())
+        return generate(f_id, f_ir)
+
+    return wrapped

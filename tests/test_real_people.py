@@ -345,7 +345,8 @@ def test_eval_people_scores_the_validation_people_with_every_figure(validation_t
     assert first["gallery"] == 4 and len(first["ranks"]) == first["clips"] and first["R@10 chance %"] == 100.0
     assert 0 <= first["gender balanced %"] <= 100 and first["male clips"] + first["female clips"] == first["clips"]
     assert np.isfinite(first["KID"]) and first["variety photos"] > 0 and "sample spread" in first
-    assert first["talk clips"] == 1 and "talk mouth corr reversed" in first
+    assert first["talk clips"] == 1 and "talk mouth corr reversed" in first and "talk still mouth corr" in first
+    assert np.isfinite(first["talk flicker"]) and first["talk flicker"] >= 0
     # head motion of `talk` (its first frame as the still pose) beside the real clip's own, in one table
     real = rows["real talking clips (1)"]
     assert 0.99 < real["head identity first-last"] <= 1.0  # the clip's frames are one photo shifted
@@ -411,3 +412,17 @@ def test_a_resumed_faces_run_takes_the_recipes_learning_rates(faceset, ge2e_file
     meta = json.loads((tmp_path / "run" / "checkpoints" / "ckpt-0000004" / "state.json").read_text())
     assert [g["lr"] for g in meta["optimizers"]["g"]["param_groups"]] == [5e-4, 5e-4 * cfg.faces.mapping_lr, 1e-4]
     assert [g["lr"] for g in meta["optimizers"]["d"]["param_groups"]] == [5e-4]
+
+
+def test_speech_flicker_is_change_outside_the_speech_region_over_change_in_the_mouth():
+    from s2tf_cli.evaluation.real_people import speech_flicker
+
+    s = 40
+    frames = np.zeros((3, s, s, 3), np.uint8)
+    frames[1, 27:33, 14:26] = 200  # the mouth opens and closes
+    assert speech_flicker(frames) == 0.0
+    frames[1, :4] = 100  # ... and the hair brightens with it
+    mouth = 200 * 6 * 12 / (10 * 16)  # mean change in the mouth box (rows 24-33, cols 12-27)
+    outside = 100 * 4 * s / (s * s - 18 * 24)
+    assert speech_flicker(frames) == pytest.approx(outside / mouth, rel=1e-5)
+    assert np.isnan(speech_flicker(frames[:1]))

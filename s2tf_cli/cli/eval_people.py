@@ -22,6 +22,7 @@ COLUMNS = [
     ("roll corr", "roll corr", "{:.2f}"), ("pose refs", "pose refs", "{}"),
     ("talk yaw corr", "talk yaw corr", "{:.2f}"), ("talk mouth corr", "talk mouth corr", "{:.2f}"),
     ("talk mouth corr reversed", "talk mouth corr reversed", "{:.2f}"),
+    ("talk still mouth corr", "talk still mouth corr", "{:.2f}"), ("talk flicker", "talk flicker", "{:.2f}"),
     ("head yaw spread", "head yaw spread", "{:.3f}"), ("head yaw speed /s", "head yaw speed", "{:.3f}"),
     ("head pitch spread", "head pitch spread", "{:.3f}"), ("head pitch speed /s", "head pitch speed", "{:.3f}"),
     ("head yaw jitter", "head yaw jitter", "{:.4f}"), ("blinks /min", "head blinks per min", "{:.1f}"),

@@ -227,11 +227,18 @@ def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None
     from .protocol import frame_landmarks, mouth_openings
 
     pose_judge = pose_judge or PoseJudge()
-    yaw, mouth, control = [], [], []
+    yaw, mouth, control, still, flicker = [], [], [], [], []
     for clip in clips:
         real = read_video(clip, 25.0)
         wave = audio_io.load_audio(clip, s2tf.cfg.audio.sample_rate)
         real_pts = frame_landmarks(real, landmarks68)
+        # the first frame as a still pose, nothing moving but what the voice moves
+        _, frames = s2tf.talk_frames(wave, pose=real[0], motion="none")
+        gen = np.stack(list(frames))[: len(real)]
+        gen_pts = frame_landmarks(gen, landmarks68)
+        m = min(len(gen_pts), len(real_pts))
+        still.append(M.correlation(mouth_openings(gen_pts[:m]), mouth_openings(real_pts[:m])))
+        flicker.append(speech_flicker(gen))
         for voice, into in ((wave, mouth), (wave[::-1].copy(), control)):
             n, frames = s2tf.talk_frames(voice, pose=clip)
             gen = np.stack(list(frames))[: len(real)]
@@ -244,9 +251,27 @@ def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None
                 yaw.append(M.correlation(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
                            if len(pairs) >= 5 else float("nan"))  # fmt: skip
     return {"talk clips": len(clips), "talk yaw corr": _median(yaw), "talk mouth corr": _median(mouth),
-            "talk mouth corr reversed": _median(control),
-            "talk per clip": {Path(c).name: {"yaw": y, "mouth": mo, "reversed": co}
-                              for c, y, mo, co in zip(clips, yaw, mouth, control)}}  # fmt: skip
+            "talk mouth corr reversed": _median(control), "talk still mouth corr": _median(still),
+            "talk flicker": _median(flicker),
+            "talk per clip": {Path(c).name: {"yaw": y, "mouth": mo, "reversed": co, "still mouth": st, "flicker": fl}
+                              for c, y, mo, co, st, fl in zip(clips, yaw, mouth, control, still, flicker)}}  # fmt: skip
+
+
+def speech_flicker(frames: np.ndarray) -> float:
+    """Mean frame-to-frame change outside the speech region over that inside the mouth box, for frames
+    with a still pose: 0 when speech moves the mouth alone, 1 when hair and background change as much."""
+    from ..training.losses import SPEECH_REGION, ReconstructionLoss
+
+    if len(frames) < 2:
+        return float("nan")
+    change = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=(0, -1))
+    s = change.shape[0]
+    outside = np.ones(change.shape, bool)
+    r0, r1, c0, c1 = (int(round(f * s)) for f in SPEECH_REGION)
+    outside[r0:r1, c0:c1] = False
+    m0, m1, n0, n1 = (int(f * s) for f in ReconstructionLoss.MOUTH)
+    mouth = float(change[m0:m1, n0:n1].mean())
+    return float(change[outside].mean()) / mouth if mouth > 0 else float("nan")
 
 
 def _median(values: list[float]) -> float:

@@ -81,6 +81,10 @@ class VGG19Features(nn.Module):
         return out
 
 
+# Rows and columns (fractions of an aligned crop's size) that speech may move: mouth, jaw and chin.
+SPEECH_REGION = (0.55, 1.0, 0.2, 0.8)
+
+
 class ReconstructionLoss(nn.Module):
     """Eq. 5: L1 + λper · L_per. L_per (Eq. 4) over VGG19 layers when weights are available, else
     over the multi-scale discriminator's features (pix2pixHD's feature matching)."""

@@ -17,7 +17,15 @@ from torch import nn
 from ..models.discriminator import MultiScaleDiscriminator
 from ..models.s2tf import S2TFModel, turn
 from .config import TrainConfig
-from .losses import CentroidLoss, InfoNCE, ReconstructionLoss, VGG19Features, adversarial_d, adversarial_g
+from .losses import (
+    SPEECH_REGION,
+    CentroidLoss,
+    InfoNCE,
+    ReconstructionLoss,
+    VGG19Features,
+    adversarial_d,
+    adversarial_g,
+)
 
 STAGES = ("visual", "sync", "finetune")
 
@@ -193,9 +201,6 @@ class TrainingModule(nn.Module):
         metrics["loss_g"] = loss.detach()
         return loss, metrics, fake
 
-    # Rows and columns (fractions of the size) that speech may change: the mouth, jaw and chin.
-    SPEECH_REGION = (0.55, 1.0, 0.2, 0.8)
-
     def _still(self, fake: torch.Tensor, f_id: torch.Tensor, f_ir_rest: torch.Tensor, audio: torch.Tensor,
                noise: list[torch.Tensor], metrics: dict) -> torch.Tensor:  # fmt: skip
         """L1 outside the speech region between `fake` and the same face drawn with silence's f_s^a."""
@@ -203,7 +208,7 @@ class TrainingModule(nn.Module):
             f_sil = self.content_features(torch.zeros_like(audio[:1]))
             quiet = self.model.generate(f_id, f_ir_rest + f_sil, noise)
         s = fake.shape[-1]
-        r0, r1, c0, c1 = (int(round(f * s)) for f in self.SPEECH_REGION)
+        r0, r1, c0, c1 = (int(round(f * s)) for f in SPEECH_REGION)
         outside = torch.ones(1, 1, s, s, device=fake.device, dtype=fake.dtype)
         outside[..., r0:r1, c0:c1] = 0
         still = ((fake - quiet).abs() * outside).sum() / (outside.sum() * fake.shape[0] * fake.shape[1])
