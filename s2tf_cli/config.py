@@ -38,6 +38,10 @@ ADDED_KEYS = frozenset(
         "pose_cycle",
         "pose_center",
         "pose_scale",
+        "mouth",
+        "pose_alone",
+        "mouth_center",
+        "mouth_scale",
     }
 )
 
@@ -157,6 +161,10 @@ class ModelConfig:
     # pose entries (f_ir carries pose, if at all, where the encoder put it).
     pose_center: list[float] = field(default_factory=list)
     pose_scale: list[float] = field(default_factory=list)
+    # Where a GAN stage also taught the mouth: the entry after the pose entries is how open the mouth is,
+    # (opening - center) / scale, and it is the voice's to set (`S2TFModel.speak`). 0: no mouth entry.
+    mouth_center: float = 0.0
+    mouth_scale: float = 0.0
     audio: AudioConfig = field(default_factory=AudioConfig)
     audio_identity: AudioIdentityConfig = field(default_factory=AudioIdentityConfig)
     audio_content: AudioContentConfig = field(default_factory=AudioContentConfig)

@@ -139,7 +139,8 @@ class LiveTalker:
         with torch.inference_mode(), self.s2tf._per_frame():
             stacked = torch.stack(windows)
             f_s = self.s2tf.model.content(stacked)
-            f_ir = f_s + self.pose.to(f_s.dtype) if self.pose is not None else f_s
+            base = self.pose.to(f_s.dtype) if self.pose is not None else torch.zeros_like(f_s)
+            f_ir = self.s2tf.model.speak(base, f_s)
             if self.head is not None:
                 f_ir = f_ir + self.head(stacked).to(f_ir.dtype)
             imgs = self.s2tf.model.generate(torch.stack(ids).to(f_s.dtype), f_ir, self.noise).float()

@@ -371,7 +371,7 @@ class S2TF:
         """`face` for an identity already estimated (`voice_identity`), e.g. to score it and draw it."""
         f_ir = self.silence_content()
         if pose is not None:
-            f_ir = f_ir + self.pose_feature(pose, aligned_pose)
+            f_ir = self.model.speak(self.pose_feature(pose, aligned_pose), f_ir)
         f_id = self.drawable_identity(f_id)
         out = []
         for k in range(n_samples):
@@ -435,7 +435,8 @@ class S2TF:
                 windows = self.content_windows(src, fps, start, stop)
                 with torch.inference_mode(), self._per_frame():
                     f_s = self.model.content(windows)
-                    f_ir = f_s + track[start:stop].to(f_s.dtype) if track is not None else f_s
+                    base = track[start:stop].to(f_s.dtype) if track is not None else torch.zeros_like(f_s)
+                    f_ir = self.model.speak(base, f_s)
                     if head is not None:
                         f_ir = f_ir + head(windows).to(f_ir.dtype)
                     imgs = self.model.generate(f_id.expand(len(f_s), -1), f_ir, noise).float()

@@ -254,7 +254,8 @@ def faces_config(faceset: Path, ge2e: Path) -> TrainConfig:
 
 def label_from_pixels(faceset: Path) -> tuple[np.ndarray, dict, int]:
     """pose.csv for a test face set, every 5th photo unlabelled; the labels are read off the pixels (yaw:
-    left half's brightness over the right's, pitch: top over bottom), so a network can learn them.
+    left half's brightness over the right's, pitch: top over bottom, mouth: the mouth box's brightness), so a
+    network can learn them. The labels are (n, 4): yaw, pitch, roll, mouth.
     Returns the labels, label_faceset's summary and the photos its progress counted."""
     from s2tf_cli.data.pose_labels import label_faceset
 
@@ -262,7 +263,9 @@ def label_from_pixels(faceset: Path) -> tuple[np.ndarray, dict, int]:
     n, half = len(images), images.shape[1] // 2
     yaw = images[:, :, :half].mean((1, 2, 3)) - images[:, :, half:].mean((1, 2, 3))
     pitch = 0.5 + images[:, half:].mean((1, 2, 3)) - images[:, :half].mean((1, 2, 3))
-    truth = np.stack([yaw, pitch, 0.01 * (np.arange(n) % 5) - 0.02], 1)
+    s = images.shape[1]
+    mouth = images[:, int(0.62 * s) : int(0.85 * s), int(0.3 * s) : int(0.7 * s)].mean((1, 2, 3))
+    truth = np.stack([yaw, pitch, 0.01 * (np.arange(n) % 5) - 0.02, mouth], 1)
     calls = iter(range(n))
 
     def estimator(image: np.ndarray):

@@ -14,7 +14,16 @@ from conftest import faces_config, label_from_pixels
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
-from s2tf_cli.data.pose_labels import LEFT_EYE, NOSE_TIP, RIGHT_EYE, label_faceset, pose_from_mesh, read_pose
+from s2tf_cli.data.pose_labels import (
+    LEFT_EYE,
+    NOSE_TIP,
+    RIGHT_EYE,
+    label_faceset,
+    mouth_from_mesh,
+    pose_from_mesh,
+    read_mouth,
+    read_pose,
+)
 from s2tf_cli.training.face_batches import FaceSet
 
 runner = CliRunner()
@@ -41,6 +50,19 @@ def test_pose_from_mesh_reads_the_judges_measures_in_the_faces_own_frame():
     assert pose_from_mesh(mirrored) == pytest.approx((-0.2, 0.55, -0.3))
 
 
+def test_mouth_from_mesh_is_the_lip_gap_over_the_mouth_width_at_any_roll():
+    from s2tf_cli.data.pose_labels import LOWER_LIP, MOUTH_CORNERS, UPPER_LIP
+
+    pts = np.zeros((468, 2))
+    pts[list(MOUTH_CORNERS)] = [[-20, 40], [20, 40]]
+    pts[UPPER_LIP], pts[LOWER_LIP] = [0, 36], [0, 46]
+    assert mouth_from_mesh(pts) == pytest.approx(10 / 40)
+    c, s = np.cos(0.4), np.sin(0.4)
+    assert mouth_from_mesh(pts @ np.array([[c, s], [-s, c]]) + 7) == pytest.approx(10 / 40)
+    pts[UPPER_LIP] = pts[LOWER_LIP]
+    assert mouth_from_mesh(pts) == 0.0
+
+
 def _posed_faceset(faceset: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
     out = tmp_path / "faces"
     shutil.copytree(faceset, out)
@@ -58,9 +80,15 @@ def test_label_faceset_writes_a_row_per_photo_and_reads_back(faceset, tmp_path):
     assert [int(r["index"]) for r in rows] == list(range(len(truth)))
     got = read_pose(posed, len(truth))
     labelled = np.arange(len(truth)) % 5 != 4
-    np.testing.assert_allclose(got[labelled], truth[labelled], atol=1e-5)
+    np.testing.assert_allclose(got[labelled], truth[labelled, :3], atol=1e-5)
     assert np.isnan(got[~labelled]).all()
-    assert np.isnan(read_pose(faceset, 3)).all()  # a set without labels: every row unlabelled
+    mouth = read_mouth(posed, len(truth))
+    np.testing.assert_allclose(mouth[labelled], truth[labelled, 3], atol=1e-5)
+    assert np.isnan(mouth[~labelled]).all()
+    assert np.isnan(read_pose(faceset, 3)).all() and np.isnan(read_mouth(faceset, 3)).all()  # no labels at all
+    # a pose.csv written before the mouth column (or by a pose-only estimator): no mouth labels
+    label_faceset(posed, lambda im: (0.1, 0.5, 0.0))
+    assert np.isnan(read_mouth(posed, len(truth))).all() and np.isfinite(read_pose(posed, len(truth))).all()
     with pytest.raises(FileNotFoundError, match="not a face set"):
         label_faceset(tmp_path, lambda im: None)
 
@@ -92,6 +120,14 @@ def test_face_batches_carry_standardised_poses_mirrored_with_their_photos(facese
             seen += 1
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert 0 < flips < seen
+    # the mouth: standardised by the set's median and spread, the same mirrored or not
+    said = np.isfinite(faces.mouth)
+    assert faces.mouth_center == pytest.approx(np.median(faces.mouth[said])) and faces.mouth_scale > 0
+    batch = faces.draw(8, np.random.default_rng(0))
+    for frame, got in zip(batch["frame"], batch["mouth"].numpy()):
+        i = int(round((float(frame[1].mean()) + 1) * 127.5))
+        want = (faces.mouth[i] - faces.mouth_center) / faces.mouth_scale
+        assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 
 def test_a_pose_run_teaches_f_ir_pose_and_exports_where_it_is(faceset, ge2e_file, tmp_path):
@@ -101,15 +137,17 @@ def test_a_pose_run_teaches_f_ir_pose_and_exports_where_it_is(faceset, ge2e_file
 
     posed, _ = _posed_faceset(faceset, tmp_path)
     cfg = faces_config(posed, ge2e_file)
-    cfg.faces.pose, cfg.faces.pose_cycle = 1.0, 0.5
+    cfg.faces.pose, cfg.faces.pose_cycle, cfg.faces.mouth = 1.0, 0.5, 1.0
     train(cfg, tmp_path / "run", cpu=True)
     with open(tmp_path / "run" / "metrics-faces.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert all(np.isfinite(float(r["pose_err"])) and np.isfinite(float(r["pose_cycle"])) for r in rows)
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("pose_err", "pose_cycle", "mouth_err"))
     model = load_model(resolve(str(export(tmp_path / "run", tmp_path / "exp"))))
     faces = FaceSet(posed, 32)
     assert model.cfg.pose_center == pytest.approx(faces.pose_center.tolist(), abs=1e-5)
     assert model.cfg.pose_scale == pytest.approx(faces.pose_scale.tolist(), abs=1e-5)
+    assert model.cfg.mouth_center == pytest.approx(faces.mouth_center, abs=1e-5)
+    assert model.cfg.mouth_scale == pytest.approx(faces.mouth_scale, abs=1e-5) and model.mouth_entry == 3
     # a later stage continuing these weights keeps where pose is
     from s2tf_cli.training.config import TrainConfig
     from s2tf_cli.training.trainer import inherit_pose
@@ -117,6 +155,12 @@ def test_a_pose_run_teaches_f_ir_pose_and_exports_where_it_is(faceset, ge2e_file
     later = TrainConfig(model=faces_config(posed, ge2e_file).model, init=str(tmp_path / "exp"))
     inherit_pose(later)
     assert later.model.pose_scale == model.cfg.pose_scale and later.model.pose_center == model.cfg.pose_center
+    assert later.model.mouth_scale == model.cfg.mouth_scale and later.model.mouth_center == model.cfg.mouth_center
+    # the mouth entry follows the pose entries: a recipe with the one and not the other stops at once
+    cfg = faces_config(posed, ge2e_file)
+    cfg.faces.mouth = 1.0
+    with pytest.raises(ValueError, match="faces.mouth needs faces.pose"):
+        train(cfg, tmp_path / "mouth-only", cpu=True)
     # without labels a pose recipe stops at once, naming the face set
     cfg = faces_config(faceset, ge2e_file)
     cfg.faces.pose = 1.0
@@ -227,3 +271,50 @@ def _recording(generate, asked: list):
         return generate(f_id, f_ir)
 
     return wrapped
+
+
+def test_the_mouth_entry_is_taught_told_and_read_back_beside_the_pose(faceset, tmp_path):
+    from s2tf_cli.training.face_prior import POSE_DIMS, FacePriorModule
+
+    posed, _ = _posed_faceset(faceset, tmp_path)
+    faces = FaceSet(posed, 32)
+    cfg = faces_config(posed, tmp_path / "none")
+    cfg.faces.pose, cfg.faces.pose_cycle, cfg.faces.mouth, cfg.faces.pose_alone = 1.0, 0.5, 1.0, 1.0
+    cfg.faces.mix_share, cfg.ir_dropout = 0.5, 0.0
+    module = FacePriorModule(cfg)
+    module.set_training()
+    asked: list[torch.Tensor] = []
+    module.model.generate = _recording(module.model.generate, asked)
+    batch = faces.draw(8, np.random.default_rng(3))
+    loss, metrics, _ = module(batch, "g", 0)
+    assert torch.isfinite(loss) and float(metrics["mouth_err"]) > 0 and np.isfinite(float(metrics["pose_cycle"]))
+    ok = torch.isfinite(batch["pose"][:, 0]) & torch.isfinite(batch["mouth"])
+    assert ok.any()
+    told = torch.cat([batch["pose"], batch["mouth"][:, None]], dim=1)
+    torch.testing.assert_close(asked[0][ok, : POSE_DIMS + 1], told[ok])
+    assert torch.count_nonzero(asked[0][ok, POSE_DIMS + 1 :]) == 0  # drawn from pose and mouth alone
+    for row in asked[1][:, : POSE_DIMS + 1]:  # each novel face: one photo's pose and mouth together
+        assert any(torch.equal(row, r) for r in asked[0][:, : POSE_DIMS + 1])
+
+
+def test_speech_sets_the_mouth_entry_alone_where_g_has_one():
+    from s2tf_cli.config import preset
+    from s2tf_cli.models.s2tf import S2TFModel
+
+    cfg = preset("tiny")
+    cfg.pose_center, cfg.pose_scale = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    plain = S2TFModel(cfg).eval()
+    windows = torch.randn(2, cfg.audio.n_mels, cfg.audio.content_window)
+    f_s = plain.content(windows)
+    assert plain.mouth_entry is None and torch.count_nonzero(f_s[:, :3]) == 0 and torch.count_nonzero(f_s[:, 3:]) > 0
+    base = torch.randn(cfg.ir_dim)
+    torch.testing.assert_close(plain.speak(base, f_s), base + f_s)  # the paper's f_ir + f_s^a
+    cfg.mouth_center, cfg.mouth_scale = 0.1, 0.05
+    model = S2TFModel(cfg).eval()
+    f_s = model.content(windows)
+    assert model.mouth_entry == 3 and torch.count_nonzero(f_s[:, 3]) == 2
+    assert torch.count_nonzero(f_s) == 2  # nothing but the mouth entry
+    spoken = model.speak(base, f_s)
+    torch.testing.assert_close(spoken[:, 3], f_s[:, 3])  # the reference's own mouth does not add
+    torch.testing.assert_close(spoken[:, :3], base[:3].expand(2, -1))
+    torch.testing.assert_close(spoken[:, 4:], base[4:].expand(2, -1))

@@ -1,4 +1,4 @@
-"""Head-pose labels for a face set (`pose.csv` beside `faces.npy`), read off MediaPipe's FaceMesh.
+"""Head-pose and mouth labels for a face set (`pose.csv` beside `faces.npy`), read off MediaPipe's FaceMesh.
 
 Why a second landmark network: E_ir^v is taught to carry pose with these labels, while `s2tf eval-people`
 judges pose with dlib's 68 landmarks; a model trained on the judge's own readings would be scored by its
@@ -7,7 +7,8 @@ photos, on pitch at 0.88 and on roll at 0.91 (docs/training-real-people.md, "Pos
 
 The measures are the judge's definitions on FaceMesh's points: yaw is the nose tip's offset from the eyes'
 midpoint over the eye distance, pitch its drop below that midpoint over the eye distance (both in the
-face's de-rolled frame), roll the eye line's angle in radians.
+face's de-rolled frame), roll the eye line's angle in radians; the mouth opening is the inner lips' gap over
+their corners' distance (E_ir^v on 64 px photos reads it at r = 0.32 untaught, so G cannot be told it).
 
 mediapipe 0.10.14 pins protobuf<5 and its own OpenCV, so it usually lives in an environment of its own;
 this module imports neither torch nor anything else of s2tf's heavy dependencies and runs there as
@@ -27,8 +28,10 @@ import numpy as np
 RIGHT_EYE = (33, 133)
 LEFT_EYE = (263, 362)
 NOSE_TIP = 4
+UPPER_LIP, LOWER_LIP = 13, 14  # the inner lips' midpoints
+MOUTH_CORNERS = (78, 308)  # the inner lips' corners
 LABEL_SIZE = 256  # face-set crops are upscaled to this before FaceMesh (it finds 99.7 % of 128 px crops)
-FIELDS = ("index", "yaw", "pitch", "roll")
+FIELDS = ("index", "yaw", "pitch", "roll", "mouth")
 INSTALL = (
     "pose labels need mediapipe 0.10.14 (it pins protobuf<5, so best in an environment of its own): "
     "python -m venv mp && mp/bin/pip install mediapipe==0.10.14 && mp/bin/pip install --no-deps -e . && "
@@ -56,8 +59,15 @@ def pose_from_mesh(points: np.ndarray) -> tuple[float, float, float]:
     return pose_of(p[list(RIGHT_EYE)].mean(0), p[list(LEFT_EYE)].mean(0), p[NOSE_TIP])
 
 
+def mouth_from_mesh(points: np.ndarray) -> float:
+    """How open the mouth is: the inner lips' gap over the inner corners' distance (FaceMesh points)."""
+    p = np.asarray(points, np.float64)[:, :2]
+    width = float(np.linalg.norm(p[MOUTH_CORNERS[0]] - p[MOUTH_CORNERS[1]]))
+    return float(np.linalg.norm(p[UPPER_LIP] - p[LOWER_LIP])) / width if width > 0 else float("nan")
+
+
 class FaceMeshPose:
-    """FaceMesh on one RGB crop: its (yaw, pitch, roll), or None where it finds no face."""
+    """FaceMesh on one RGB crop: its (yaw, pitch, roll, mouth opening), or None where it finds no face."""
 
     def __init__(self) -> None:
         try:
@@ -79,7 +89,7 @@ class FaceMeshPose:
             return None
         h, w = image.shape[:2]
         pts = np.array([[q.x * w, q.y * h] for q in found.multi_face_landmarks[0].landmark])
-        return pose_from_mesh(pts)
+        return (*pose_from_mesh(pts), mouth_from_mesh(pts))
 
 
 def label_faceset(
@@ -87,7 +97,8 @@ def label_faceset(
     estimator: Callable[[np.ndarray], tuple[float, float, float] | None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Write `pose.csv` (one row per faces.npy row; empty where no face was found) into a face set."""
+    """Write `pose.csv` (one row per faces.npy row; empty where no face was found) into a face set.
+    `estimator` gives (yaw, pitch, roll) or (yaw, pitch, roll, mouth opening)."""
     folder = Path(folder)
     if not (folder / "faces.npy").is_file():
         raise FileNotFoundError(f"{folder}: not a face set (no faces.npy; build one with `s2tf data faces`)")
@@ -101,7 +112,8 @@ def label_faceset(
         for i in range(len(faces)):
             pose = estimator(np.ascontiguousarray(faces[i]))
             found += pose is not None
-            out.writerow([i, *(f"{v:.5f}" for v in pose)] if pose is not None else [i, "", "", ""])
+            values = [f"{v:.5f}" for v in pose] if pose is not None else []
+            out.writerow([i, *values, *[""] * (len(FIELDS) - 1 - len(values))])
             if progress:
                 progress(1)
     tmp.replace(folder / "pose.csv")
@@ -120,6 +132,20 @@ def read_pose(folder: str | Path, count: int) -> np.ndarray:
             if 0 <= i < count and row["yaw"]:
                 pose[i] = [float(row["yaw"]), float(row["pitch"]), float(row["roll"])]
     return pose
+
+
+def read_mouth(folder: str | Path, count: int) -> np.ndarray:
+    """(count,) mouth opening per faces.npy row from `pose.csv`; NaN where unlabelled or absent."""
+    mouth = np.full(count, np.nan, np.float32)
+    path = Path(folder) / "pose.csv"
+    if not path.is_file():
+        return mouth
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            i = int(row["index"])
+            if 0 <= i < count and row.get("mouth"):
+                mouth[i] = float(row["mouth"])
+    return mouth
 
 
 def main(argv: list[str] | None = None) -> int:

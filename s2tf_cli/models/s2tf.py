@@ -56,15 +56,33 @@ class S2TFModel(nn.Module):
         self.centroids = IdentityCentroids(cfg.num_identities, cfg.id_dim, cfg.arcface_scale, cfg.arcface_margin)
         self.generator = StyleGenerator(cfg.generator, cfg.id_dim + cfg.ir_dim, cfg.image_size)  # G
 
+    @property
+    def mouth_entry(self) -> int | None:
+        """The f_ir entry that says how open the mouth is (after the pose entries), where G was taught one."""
+        return len(self.cfg.pose_scale) if self.cfg.mouth_scale else None
+
     def content(self, windows: torch.Tensor) -> torch.Tensor:
         """f_s^a of (N, n_mels, content_window) mel windows. Where f_ir carries pose entries
         (`pose_scale`), f_s^a leaves them at zero: speech moves the mouth; the reference, the pose
-        video or motion.py turn the head."""
+        video or motion.py turn the head. Where it has a mouth entry, f_s^a is that entry alone."""
         f_s = self.audio_content(windows)
-        n = len(self.cfg.pose_scale)
+        m, n = self.mouth_entry, len(self.cfg.pose_scale)
+        if m is not None:
+            keep = torch.zeros(f_s.shape[-1], dtype=f_s.dtype, device=f_s.device)
+            keep[m] = 1
+            return f_s * keep
         if n:
             f_s = torch.cat([torch.zeros_like(f_s[:, :n]), f_s[:, n:]], dim=-1)
         return f_s
+
+    def speak(self, f_ir: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:
+        """f_ir of a face saying f_s^a: the paper's f_ir + f_s^a, or, where G has a mouth entry, f_ir with
+        that entry set by the voice (the reference's own mouth does not add to it)."""
+        m = self.mouth_entry
+        if m is None:
+            return f_ir + f_s
+        f_ir = f_ir.expand_as(f_s)
+        return torch.cat([f_ir[..., :m], f_s[..., m : m + 1], f_ir[..., m + 1 :]], dim=-1)
 
     def generate(self, f_id: torch.Tensor, f_ir: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         """G(cat(f_id, f_ir)). f_id is L2-normalised (scaled to sqrt(id_dim)) first: the identity

@@ -30,6 +30,8 @@ class LossWeights:
     novel_id: float = 0.0  # stage 3: L_adv weight on G(f_id*, f_s^a + f_ir^{v1}), f_id* each f_id^a turned a
     # random angle (up to `novel_angle`) off its own direction. Unseen voices land between the training
     # faces' identities, where G had no target and drew smears; this asks D to find those faces real too
+    speech_mouth: float = 0.0  # stage 3, weights whose G has a mouth entry (model.mouth_scale): f_s^a's mouth
+    # entry regresses E_ir^v's reading of frame k's mouth, a target of its own beside L_rec through G
     still: float = 0.0  # stage 3: L1 outside the mouth's surroundings between the frame drawn with f_s^a and
     # the same drawn with silence's f_s^a: speech moves the mouth and jaw, not hair, eyes or background
     adv_start: int = 0  # global step from which L_adv (and the discriminator's training) is on: a
@@ -66,6 +68,8 @@ class FacePriorLoss:
     mapping_lr: float = 0.1  # the mapping MLP's lr as a fraction of G's (StyleGAN2: 0.01)
     pose: float = 0.0  # f_ir^v[:, :3] regresses the target's standardised yaw, pitch, roll (face set pose.csv)
     pose_cycle: float = 0.0  # E_ir^v (frozen for this term) reads back from each drawn face the pose it was given
+    mouth: float = 0.0  # with `pose`: f_ir^v's entry after the pose entries regresses the target's standardised
+    # mouth opening (pose.csv), G draws the target from it, and the cycle reads it back, as for pose
     pose_alone: float = 0.0  # share of labelled targets G draws from their pose entries alone (the rest of f_ir
     # zero): the rest of f_ir^v carries pose too, and G that reads it there turns the head by a quarter of
     # what the pose entries alone ask, as `talk`'s head motion asks it

@@ -4,7 +4,8 @@ Each sample is a target photo B and an identity photo A of the same person: anot
 person has several (CelebA, VoxCeleb celebrities), else B itself re-framed and re-lit, so G cannot copy
 A's pixels into B. Only the `train` split is read: validation people are never drawn. Where the set has
 head-pose labels (`pose.csv`, data/pose_labels.py), each target carries its pose, standardised by the set's
-own spread (`pose_center`, `pose_scale`) and mirrored with the photo.
+own spread (`pose_center`, `pose_scale`) and mirrored with the photo, and how open its mouth is (`mouth_center`,
+`mouth_scale`).
 """
 
 from __future__ import annotations
@@ -89,9 +90,14 @@ class FaceSet:
             by_person.setdefault(r.person, []).append(i)
         self.same = [by_person[r.person] for r in self.rows]
         self.real = np.array([r.source in REAL_VOICE_SOURCES for r in self.rows])
-        from ..data.pose_labels import read_pose
+        from ..data.pose_labels import read_mouth, read_pose
 
         self.pose = read_pose(folder, len(array))[idx]
+        self.mouth = read_mouth(folder, len(array))[idx]
+        said = np.isfinite(self.mouth)
+        self.mouth_center = float(np.median(self.mouth[said])) if said.any() else 0.0
+        spread = float(np.sqrt(np.mean((self.mouth[said] - self.mouth_center) ** 2))) if said.sum() > 1 else 0.0
+        self.mouth_scale = spread if spread > 0 else 1.0
         # Yaw and roll change sign with a mirror image and targets are mirrored half the time, so their
         # centre is 0; pitch's is the set's median (the nose tip sits below the eyes in a level face).
         posed = np.isfinite(self.pose[:, 0])
@@ -132,6 +138,7 @@ class FaceSet:
             "age": torch.from_numpy(self.age[picks]),
             "ethnicity": torch.from_numpy(self.ethnicity[picks]).long(),
             "pose": torch.from_numpy(pose.astype(np.float32)),  # NaN rows: no label
+            "mouth": torch.from_numpy(((self.mouth[picks] - self.mouth_center) / self.mouth_scale).astype(np.float32)),
         }
 
 

@@ -48,7 +48,7 @@ AGE_SCALE = 50.0  # years per unit of the age head's output
 # Every row of metrics-faces.csv has these columns (NaN where a step did not compute one: R1 is lazy,
 # the identity term starts late, a batch may hold no labelled photo).
 METRICS = ("loss_g", "adv_g", "rec_low", "rec_mouth", "id_cos", "arcface", "arcface_acc", "gender_acc", "age_mae",
-           "loss_d", "d_real", "d_fake", "r1", "pose_err", "pose_cycle")  # fmt: skip
+           "loss_d", "d_real", "d_fake", "r1", "pose_err", "pose_cycle", "mouth_err")  # fmt: skip
 POSE_DIMS = 3  # yaw, pitch, roll: f_ir^v[:, :3] when a run teaches pose
 IDENTITY_METRICS = ("loss_g", "arcface", "arcface_acc", "gender_acc", "age_mae")
 
@@ -85,9 +85,10 @@ class FacePriorModule(nn.Module):
         """f_id^v of generated images with E_id^v's weights and batch-norm statistics left as they are."""
         return _frozen_call(self.model.visual_identity, image)
 
-    def pose_of(self, image: torch.Tensor) -> torch.Tensor:
-        """The pose E_ir^v reads in generated images, its weights left as they are (G alone answers for it)."""
-        return _frozen_call(self.model.visual_irrelevant, image)[:, :POSE_DIMS]
+    def pose_of(self, image: torch.Tensor, dims: int = POSE_DIMS) -> torch.Tensor:
+        """The pose (and mouth) E_ir^v reads in generated images, its weights left as they are (G alone
+        answers for it)."""
+        return _frozen_call(self.model.visual_irrelevant, image)[:, :dims]
 
     def forward(self, batch: dict, part: str, step: int = 0, fake: torch.Tensor | None = None):
         if part == "encoder":  # an identity run: E_id^v, W and the attribute heads alone
@@ -138,6 +139,7 @@ class FacePriorModule(nn.Module):
         loss, f_id = self._encoder_losses(batch, metrics)
         f_id = F.normalize(f_id.detach().float(), dim=-1)
         f_ir = m.visual_irrelevant(_relight(batch["frame"]))
+        told_dims = POSE_DIMS + (1 if w.mouth else 0)
         if w.pose and "pose" in batch:
             target = batch["pose"]
             ok = torch.isfinite(target[:, 0])
@@ -145,11 +147,19 @@ class FacePriorModule(nn.Module):
                 err = F.smooth_l1_loss(f_ir[ok, :POSE_DIMS].float(), target[ok])
                 metrics["pose_err"] = err.detach()
                 loss = loss + w.pose * err
+            if w.mouth:
+                said = torch.isfinite(batch["mouth"])
+                if said.any():
+                    err = F.smooth_l1_loss(f_ir[said, POSE_DIMS].float(), batch["mouth"][said])
+                    metrics["mouth_err"] = err.detach()
+                    loss = loss + w.mouth * err
+                ok = ok & said
+                target = torch.cat([target, batch["mouth"][:, None]], dim=1)
             # G draws a labelled target from its label (teacher forcing), so to G the pose entries mean the
             # labels' pose from the first step, not whatever the encoder reads so far
-            told = torch.where(ok[:, None], target.nan_to_num().to(f_ir.dtype), f_ir[:, :POSE_DIMS])
+            told = torch.where(ok[:, None], target.nan_to_num().to(f_ir.dtype), f_ir[:, :told_dims])
             alone = ok & (torch.rand(len(f_ir), device=f_ir.device) < w.pose_alone)
-            rest = f_ir[:, POSE_DIMS:] * (~alone[:, None]).to(f_ir.dtype)
+            rest = f_ir[:, told_dims:] * (~alone[:, None]).to(f_ir.dtype)
             f_ir = torch.cat([told, rest], dim=1)
         else:
             alone = torch.zeros(len(f_ir), dtype=torch.bool, device=f_ir.device)
@@ -160,8 +170,8 @@ class FacePriorModule(nn.Module):
         s = w.rec_size
         rec = (F.adaptive_avg_pool2d(fake.float(), s) - F.adaptive_avg_pool2d(real.float(), s)).abs().mean()
         r0, r1, c0, c1 = (int(f * fake.shape[-1]) for f in ReconstructionLoss.MOUTH)
-        # a face drawn from its pose alone was not told how open the target's mouth is
-        told_mouth = ~alone if (~alone).any() else torch.ones_like(alone)
+        # a face drawn from its pose alone was not told how open the target's mouth is (unless the mouth entry said)
+        told_mouth = ~alone if (~alone).any() and not w.mouth else torch.ones_like(alone)
         mouth = (fake[told_mouth, :, r0:r1, c0:c1].float() - real[told_mouth, :, r0:r1, c0:c1].float()).abs().mean()
         metrics.update({"rec_low": rec.detach(), "rec_mouth": mouth.detach()})
         loss = loss + w.rec_low * rec + w.rec_mouth * mouth
@@ -174,7 +184,7 @@ class FacePriorModule(nn.Module):
             f_ir_mix = f_ir.detach()[order.flip(0)[:n_mix]]
             if w.pose:  # the pose of yet another photo: pose entries that vary apart from the rest of f_ir
                 other = torch.randperm(len(f_id), device=f_id.device)[:n_mix]
-                f_ir_mix = torch.cat([f_ir.detach()[other, :POSE_DIMS], f_ir_mix[:, POSE_DIMS:]], dim=1)
+                f_ir_mix = torch.cat([f_ir.detach()[other, :told_dims], f_ir_mix[:, told_dims:]], dim=1)
             codes.append(f_mix)
             irs.append(f_ir_mix)
             fakes.append(m.generate(f_mix, f_ir_mix))
@@ -187,8 +197,8 @@ class FacePriorModule(nn.Module):
             metrics["id_cos"] = cos.mean().detach()
             loss = loss + w.identity * (1 - cos).mean()
         if w.pose_cycle:  # the pose asked for (0 where f_ir was dropped: the set's typical, level pose)
-            asked = torch.cat(irs)[:, :POSE_DIMS].detach().float()
-            cycle = F.smooth_l1_loss(self.pose_of(all_fake).float(), asked)
+            asked = torch.cat(irs)[:, :told_dims].detach().float()
+            cycle = F.smooth_l1_loss(self.pose_of(all_fake, told_dims).float(), asked)
             metrics["pose_cycle"] = cycle.detach()
             loss = loss + w.pose_cycle * cycle
         metrics["loss_g"] = loss.detach()
@@ -295,6 +305,14 @@ def train_face_prior(
                              "(pose.csv: `s2tf data pose`)")  # fmt: skip
         cfg.model.pose_center = [round(float(v), 5) for v in faces.pose_center]
         cfg.model.pose_scale = [round(float(v), 5) for v in faces.pose_scale]
+    if cfg.faces.mouth and not cfg.steps.identity:
+        if not cfg.faces.pose:
+            raise ValueError("the recipe's faces.mouth needs faces.pose: the mouth entry follows the pose entries")
+        if not np.isfinite(faces.mouth).any():
+            raise ValueError(f"{cfg.faceset}: the recipe teaches the mouth but pose.csv has no mouth column "
+                             "(`s2tf data pose` again)")  # fmt: skip
+        cfg.model.mouth_center = round(float(faces.mouth_center), 5)
+        cfg.model.mouth_scale = round(float(faces.mouth_scale), 5)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "train_config.json")

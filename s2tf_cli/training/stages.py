@@ -177,16 +177,22 @@ class TrainingModule(nn.Module):
         loss, f_id_a, f_s = self._sync_losses(batch, phase, f_id_v.detach(), f_ir_k, f_ir_1, metrics)
         loss = loss + w.centroid * self._labelled(f_id_v, batch["label"], metrics, "vid")
         # Dropping only f_ir^{v1} teaches G the paper's frontal path G(cat(f_id, f_s^a)) used by `s2tf face`.
-        f_ir = f_s + self._drop_ir(f_ir_1)
+        base = self._drop_ir(f_ir_1)
         n_pose = len(self.cfg.model.pose_scale)
         if self.cfg.target_pose and n_pose:
-            f_ir = torch.cat([f_ir_k[:, :n_pose].detach(), f_ir[:, n_pose:]], dim=-1)
+            base = torch.cat([f_ir_k[:, :n_pose].detach(), base[:, n_pose:]], dim=-1)
+        f_ir = self.model.speak(base, f_s)
+        m = self.model.mouth_entry
+        if w.speech_mouth and m is not None:  # the voice says how open frame k's mouth is, as E_ir^v reads it
+            err = F.smooth_l1_loss(f_s[:, m].float(), f_ir_k[:, m].detach().float())
+            metrics["speech_mouth"] = err.detach()
+            loss = loss + w.speech_mouth * err
         # the silent twin of `_still` must differ from `fake` by f_s^a alone, not by G's noise
         noise = self.model.generator.make_noise(int(torch.randint(2**31, ())), f_ir.device) if w.still > 0 else None
         fake = self.model.generate(f_id_v, f_ir, noise)
         loss = loss + self._gan_terms(fake, batch["frame"], metrics, "va")
         if w.still > 0:
-            loss = loss + w.still * self._still(fake, f_id_v, f_ir - f_s, batch["content_audio"], noise, metrics)
+            loss = loss + w.still * self._still(fake, f_id_v, base, batch["content_audio"], noise, metrics)
         if phase == "audio-id":
             fake_a = self.model.generate(f_id_a, f_ir)
             loss = loss + self._gan_terms(fake_a, batch["frame"], metrics, "a")
@@ -201,12 +207,12 @@ class TrainingModule(nn.Module):
         metrics["loss_g"] = loss.detach()
         return loss, metrics, fake
 
-    def _still(self, fake: torch.Tensor, f_id: torch.Tensor, f_ir_rest: torch.Tensor, audio: torch.Tensor,
+    def _still(self, fake: torch.Tensor, f_id: torch.Tensor, base: torch.Tensor, audio: torch.Tensor,
                noise: list[torch.Tensor], metrics: dict) -> torch.Tensor:  # fmt: skip
-        """L1 outside the speech region between `fake` and the same face drawn with silence's f_s^a."""
+        """L1 outside the speech region between `fake` and the same face (f_ir `base`) drawn saying silence."""
         with torch.no_grad():
-            f_sil = self.content_features(torch.zeros_like(audio[:1]))
-            quiet = self.model.generate(f_id, f_ir_rest + f_sil, noise)
+            f_sil = self.content_features(torch.zeros_like(audio[:1])).expand(len(base), -1)
+            quiet = self.model.generate(f_id, self.model.speak(base, f_sil), noise)
         s = fake.shape[-1]
         r0, r1, c0, c1 = (int(round(f * s)) for f in SPEECH_REGION)
         outside = torch.ones(1, 1, s, s, device=fake.device, dtype=fake.dtype)

@@ -297,6 +297,7 @@ def inherit_pose(cfg: TrainConfig) -> None:
 
     theirs = ModelConfig.load(resolve(cfg.init).folder / "config.json")
     cfg.model.pose_center, cfg.model.pose_scale = list(theirs.pose_center), list(theirs.pose_scale)
+    cfg.model.mouth_center, cfg.model.mouth_scale = theirs.mouth_center, theirs.mouth_scale
 
 
 def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: str, reinit: list[str] = ()) -> int:
