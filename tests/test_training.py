@@ -201,6 +201,8 @@ INIT_FROM_COMMAND_LINE = {
     "experiments/s2tf-real-faces-transfer-no-identity.json",
     "experiments/s2tf-real-faces-transfer-identity-0.1.json",
     "experiments/s2tf-real-faces-pose.json",
+    "experiments/s2tf-real-faces-pose-alone.json",
+    "experiments/s2tf-real-faces-pose-mouth.json",
 }
 FROM_SCRATCH = {
     "s2tf-cpu.json",
@@ -675,3 +677,37 @@ def test_still_counts_only_changes_outside_the_mouth_and_jaw(prepared_corpus):
     outside = s * s - (s - round(0.55 * s)) * (round(0.8 * s) - round(0.2 * s))
     assert float(still) == pytest.approx(0.5 * int(0.2 * s) * s / outside, rel=1e-5)
     assert metrics["still"] == still
+
+
+def test_mouth_stage_with_a_mouth_entry_lets_the_voice_set_that_entry_alone(prepared_corpus):
+    """Weights whose G has a mouth entry: G draws frame k with the first frame's f_ir, frame k's pose and
+    the voice's mouth; `speech_mouth` regresses the voice's entry onto E_ir^v's reading of frame k."""
+    from s2tf_cli.training.stages import TrainingModule
+
+    cfg = _config(prepared_corpus)
+    cfg.model.pose_center, cfg.model.pose_scale = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    cfg.model.mouth_center, cfg.model.mouth_scale = 0.1, 0.05
+    cfg.target_pose, cfg.loss.speech_mouth, cfg.ir_dropout = True, 2.0, 0.0
+    torch.manual_seed(0)
+    module = TrainingModule(cfg, None).eval()
+    batch = _finetune_batch(cfg, prepared_corpus, module)
+    asked = []
+    generate = module.model.generate
+    module.model.generate = lambda f_id, f_ir, noise=None: (asked.append(f_ir.detach()), generate(f_id, f_ir, noise))[1]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        loss, metrics, _ = module._finetune(batch, "visual-id")
+        f_s = module.content_features(batch["content_audio"])
+        f_ir_k = module.model.visual_irrelevant(batch["frame"])
+        f_ir_1 = module.model.visual_irrelevant(batch["clip_first"])
+    torch.testing.assert_close(asked[0][:, :3], f_ir_k[:, :3])
+    torch.testing.assert_close(asked[0][:, 3], f_s[:, 3])
+    torch.testing.assert_close(asked[0][:, 4:], f_ir_1[:, 4:])
+    want = torch.nn.functional.smooth_l1_loss(f_s[:, 3], f_ir_k[:, 3])
+    torch.testing.assert_close(metrics["speech_mouth"], want)
+    cfg.loss.speech_mouth = 0.0
+    torch.manual_seed(1)
+    with torch.no_grad():
+        plain, m, _ = module._finetune(batch, "visual-id")
+    torch.testing.assert_close(loss - plain, 2.0 * want, atol=1e-5, rtol=1e-4)
+    assert "speech_mouth" not in m
