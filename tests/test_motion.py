@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import speechlike
 from typer.testing import CliRunner
 
@@ -237,3 +238,37 @@ def test_shift_gaze_moves_the_eyes_content_inside_the_eyes_only():
         window = slice(cx - 4, cx + 5)
         iris = np.argmin(row[window]) + cx - 4
         assert iris > cx and iris - cx <= round(0.4 * EYE_WIDTH * size / 2) + 1  # moved right, by about the asked
+
+
+def test_with_a_mouth_entry_talk_and_face_set_it_from_the_voice_over_the_reference(posed_weights, tmp_path,
+                                                                                     pose_image):  # fmt: skip
+    from s2tf_cli.pipeline import S2TF
+
+    out = tmp_path / "mouthed"
+    shutil.copytree(posed_weights, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["mouth_center"], cfg["mouth_scale"] = 0.1, 0.05
+    (out / "config.json").write_text(json.dumps(cfg))
+    s = S2TF.from_pretrained(out, device="cpu")
+    assert s.model.mouth_entry == 3
+    asked = []
+    generate = s.model.generate
+    s.model.generate = lambda f_id, f_ir, noise=None: (asked.append(f_ir.clone()), generate(f_id, f_ir, noise))[1]
+    wav = tmp_path / "v.wav"
+    sf.write(wav, speechlike(2.0, seed=3), 16000)
+    ref = s.pose_feature(pose_image)
+    n, frames = s.talk_frames(wav, pose=pose_image, motion="none")
+    list(frames)
+    f_ir = torch.cat(asked)
+    assert len(f_ir) == n
+    windows = s.content_windows(s._mel(sf.read(wav, dtype="float32")[0]), 25.0, 0, n)
+    with torch.inference_mode(), s._per_frame():  # the precision talk runs in
+        voice = s.model.content(windows)
+    f_ir, voice = f_ir.float(), voice.float()
+    torch.testing.assert_close(f_ir[:, 3], voice[:, 3])  # the voice's mouth, not the reference's plus it
+    torch.testing.assert_close(f_ir[:, :3], ref[:3].expand(n, -1), atol=0.02, rtol=0.01)
+    torch.testing.assert_close(f_ir[:, 4:], ref[4:].expand(n, -1), atol=0.02, rtol=0.01)
+    asked.clear()
+    s.face(wav, pose=pose_image)
+    torch.testing.assert_close(asked[0][0, 3], s.silence_content()[3])  # `face`: the mouth of silence
+    torch.testing.assert_close(asked[0][0, 4:], ref[4:])
