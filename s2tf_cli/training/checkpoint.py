@@ -64,7 +64,10 @@ def save(folder: Path, step: int, module: torch.nn.Module, optimizers: dict[str,
         shutil.rmtree(final)
     os.replace(tmp, final)
     for old in sorted(folder.glob(f"{PREFIX}*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        # renamed first (atomic), so a kill mid-delete leaves a stale .tmp- folder, never a ckpt- one half gone
+        doomed = folder / f".tmp-{old.name}-old-{os.getpid()}"
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return final
 
 
