@@ -270,7 +270,9 @@ def test_live_drops_frames_for_a_page_that_does_not_keep_up(client):
                 end = json.loads(message["text"])["end"]
                 break
             got.append(_frame(message["bytes"])[0])
-    assert got[0] == 0 and got == sorted(set(got)) and got[-1] == 49, got
+    # (the first frame sent is 0 unless a loaded machine made the talker's first step cover several frames:
+    # then all but the newest of those wait in vain and are dropped too)
+    assert got == sorted(set(got)) and got[-1] == 49, got
     assert end["frames"] == 50 and end["sent"] == len(got) and end["sent"] + end["dropped"] == 50
     assert len(got) <= IN_FLIGHT + 4, "at most IN_FLIGHT unacknowledged, then only the frames the end completes"
 
