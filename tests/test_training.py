@@ -610,6 +610,24 @@ def test_experiment_recipes_state_only_their_differences():
         assert not same(data, base), (path.name, same(data, base))
 
 
+def _recorded_module(cfg: TrainConfig, corpus: Path):
+    """(module, a finetune batch, the f_ir of every G call): the stage's inputs to G, recorded."""
+    from s2tf_cli.training.stages import TrainingModule
+
+    torch.manual_seed(0)
+    module = TrainingModule(cfg, None).eval()
+    batch = _finetune_batch(cfg, corpus, module)
+    asked: list[torch.Tensor] = []
+    generate = module.model.generate
+
+    def recording(f_id, f_ir, noise=None):
+        asked.append(f_ir.detach())
+        return generate(f_id, f_ir, noise)
+
+    module.model.generate = recording
+    return module, batch, asked
+
+
 def _finetune_batch(cfg: TrainConfig, corpus: Path, module) -> dict:
     from s2tf_cli.training.corpus import BatchSpec, Corpus, draw_batch
 
@@ -623,17 +641,11 @@ def _finetune_batch(cfg: TrainConfig, corpus: Path, module) -> dict:
 def test_mouth_stage_with_pose_entries_draws_frame_k_in_its_pose_and_keeps_speech_off_the_pose(prepared_corpus):
     """`target_pose`: G draws frame k in frame k's pose (E_ir^v's reading), f_s^a adds nothing to the
     pose entries (there, or in `talk`), and `still` compares with the same face drawn at silence."""
-    from s2tf_cli.training.stages import TrainingModule
 
     cfg = _config(prepared_corpus)
     cfg.model.pose_center, cfg.model.pose_scale = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     cfg.target_pose, cfg.loss.still, cfg.ir_dropout = True, 1.0, 0.0
-    torch.manual_seed(0)
-    module = TrainingModule(cfg, None).eval()
-    batch = _finetune_batch(cfg, prepared_corpus, module)
-    asked = []
-    generate = module.model.generate
-    module.model.generate = lambda f_id, f_ir, noise=None: (asked.append(f_ir.detach()), generate(f_id, f_ir, noise))[1]
+    module, batch, asked = _recorded_module(cfg, prepared_corpus)
     torch.manual_seed(1)
     with torch.no_grad():
         loss, metrics, fake = module._finetune(batch, "visual-id")
@@ -683,18 +695,12 @@ def test_still_counts_only_changes_outside_the_mouth_and_jaw(prepared_corpus):
 def test_mouth_stage_with_a_mouth_entry_lets_the_voice_set_that_entry_alone(prepared_corpus):
     """Weights whose G has a mouth entry: G draws frame k with the first frame's f_ir, frame k's pose and
     the voice's mouth; `speech_mouth` regresses the voice's entry onto E_ir^v's reading of frame k."""
-    from s2tf_cli.training.stages import TrainingModule
 
     cfg = _config(prepared_corpus)
     cfg.model.pose_center, cfg.model.pose_scale = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     cfg.model.mouth_center, cfg.model.mouth_scale = 0.1, 0.05
     cfg.target_pose, cfg.loss.speech_mouth, cfg.ir_dropout = True, 2.0, 0.0
-    torch.manual_seed(0)
-    module = TrainingModule(cfg, None).eval()
-    batch = _finetune_batch(cfg, prepared_corpus, module)
-    asked = []
-    generate = module.model.generate
-    module.model.generate = lambda f_id, f_ir, noise=None: (asked.append(f_ir.detach()), generate(f_id, f_ir, noise))[1]
+    module, batch, asked = _recorded_module(cfg, prepared_corpus)
     torch.manual_seed(1)
     with torch.no_grad():
         loss, metrics, _ = module._finetune(batch, "visual-id")

@@ -120,32 +120,28 @@ def label_faceset(
     return {"photos": len(faces), "posed": found}
 
 
-def read_pose(folder: str | Path, count: int) -> np.ndarray:
-    """(count, 3) yaw, pitch, roll per faces.npy row from `pose.csv`; NaN where unlabelled or absent."""
-    pose = np.full((count, 3), np.nan, np.float32)
+def _read_labels(folder: str | Path, count: int, fields: tuple[str, ...]) -> np.ndarray:
+    """(count, len(fields)) of `pose.csv`'s columns per faces.npy row; NaN where unlabelled or absent."""
+    out = np.full((count, len(fields)), np.nan, np.float32)
     path = Path(folder) / "pose.csv"
     if not path.is_file():
-        return pose
+        return out
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             i = int(row["index"])
-            if 0 <= i < count and row["yaw"]:
-                pose[i] = [float(row["yaw"]), float(row["pitch"]), float(row["roll"])]
-    return pose
+            if 0 <= i < count and all(row.get(k) for k in fields):
+                out[i] = [float(row[k]) for k in fields]
+    return out
+
+
+def read_pose(folder: str | Path, count: int) -> np.ndarray:
+    """(count, 3) yaw, pitch, roll per faces.npy row from `pose.csv`; NaN where unlabelled or absent."""
+    return _read_labels(folder, count, ("yaw", "pitch", "roll"))
 
 
 def read_mouth(folder: str | Path, count: int) -> np.ndarray:
     """(count,) mouth opening per faces.npy row from `pose.csv`; NaN where unlabelled or absent."""
-    mouth = np.full(count, np.nan, np.float32)
-    path = Path(folder) / "pose.csv"
-    if not path.is_file():
-        return mouth
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            i = int(row["index"])
-            if 0 <= i < count and row.get("mouth"):
-                mouth[i] = float(row["mouth"])
-    return mouth
+    return _read_labels(folder, count, ("mouth",))[:, 0]
 
 
 def main(argv: list[str] | None = None) -> int:
