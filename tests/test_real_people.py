@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
 from s2tf_cli.config import ConfigError, DiscriminatorConfig, preset
+from s2tf_cli.evaluation.syncnet import SyncNet, SyncNetConfig
 from s2tf_cli.training.config import TrainConfig
 
 runner = CliRunner()
@@ -334,10 +335,11 @@ def test_eval_people_scores_the_validation_people_with_every_figure(validation_t
     people = validation_people(validation_tree["s2f"], validation_tree["ravdess"])
     assert len(people) == 4 and {p.source for p in people} == {"s2f", "ravdess"}  # Actor_01 is held out
     out, grid = tmp_path / "people.json", tmp_path / "people.png"
+    expert = SyncNet(SyncNetConfig(width=4, dim=8)).save(tmp_path / "expert")
     result = runner.invoke(app, ["eval-people", "--s2f", str(validation_tree["s2f"]), "--ravdess",
                                  str(validation_tree["ravdess"]), "--talking", str(validation_tree["talking"]),
                                  "-w", str(tiny_weights), "-w", str(tiny_weights), "--json", str(out),
-                                 "--grid", str(grid), "--device", "cpu"])  # fmt: skip
+                                 "--grid", str(grid), "--device", "cpu", "--syncnet", str(expert)])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     first = next(v for k, v in rows.items() if not k.startswith("Δ"))
@@ -353,11 +355,25 @@ def test_eval_people_scores_the_validation_people_with_every_figure(validation_t
     assert real["head yaw spread"] < 0.1 and real["head yaw spread range"] == [real["head yaw spread"]] * 2
     assert set(first["head per clip"]) == {"clip.mp4"} and -1 <= first["head identity first-last"] <= 1
     assert "real talking clips (1)" in result.output and "blinks /min" in result.output
+    # the sync expert on the model's still-pose frames and, as its own check, on the real frames
+    for row in (first, real):
+        assert set(row["talk sync offsets"]) == {"clip.mp4"} and -10 <= row["talk sync offsets"]["clip.mp4"] <= 10
+        assert row["talk sync offset 0 %"] in (0.0, 100.0) and row["talk sync conf"] >= 0
+        assert row["talk sync conf rolled"] >= 0
+    assert "talk sync conf rolled" in result.output
     delta = next(v for k, v in rows.items() if k.startswith("Δ"))
     assert delta["gender correct %"] == 0 and delta["mean rank"] == 0  # the same weights twice: no difference
     from PIL import Image
 
     assert Image.open(grid).size[0] > Image.open(grid).size[1]  # 4 people across, photo row over 2 model rows
+
+
+def test_eval_people_checks_the_sync_expert_before_scoring(validation_tree, tmp_path):
+    args = ["eval-people", "--s2f", str(validation_tree["s2f"]), "--syncnet", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "give --talking too" in result.output
+    result = runner.invoke(app, [*args, "--talking", str(validation_tree["talking"])])
+    assert result.exit_code == 2 and f"{tmp_path}: not a sync expert folder" in result.output
 
 
 def test_head_pose_reads_yaw_pitch_and_roll_off_landmarks():

@@ -23,6 +23,8 @@ COLUMNS = [
     ("talk yaw corr", "talk yaw corr", "{:.2f}"), ("talk mouth corr", "talk mouth corr", "{:.2f}"),
     ("talk mouth corr reversed", "talk mouth corr reversed", "{:.2f}"),
     ("talk still mouth corr", "talk still mouth corr", "{:.2f}"), ("talk flicker", "talk flicker", "{:.2f}"),
+    ("talk sync offset 0 %", "talk sync offset 0 %", "{:.0f}"), ("talk sync conf", "talk sync conf", "{:.3f}"),
+    ("talk sync conf rolled", "talk sync conf rolled", "{:.3f}"),
     ("head yaw spread", "head yaw spread", "{:.3f}"), ("head yaw speed /s", "head yaw speed", "{:.3f}"),
     ("head pitch spread", "head pitch spread", "{:.3f}"), ("head pitch speed /s", "head pitch speed", "{:.3f}"),
     ("head yaw jitter", "head yaw jitter", "{:.4f}"), ("blinks /min", "head blinks per min", "{:.1f}"),
@@ -80,6 +82,14 @@ def eval_people_cmd(
             "--grid", help="PNG: 12 validation people's photos over the face each model draws from their voice."
         ),
     ] = None,
+    syncnet: Annotated[
+        Path | None,
+        typer.Option(
+            "--syncnet",
+            help="Lip-sync expert folder or `syncnet-cpu`: its offset and confidence on each model's "
+            "still-pose frames of the --talking clips, and on the real frames (can it read real faces?).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -88,12 +98,19 @@ def eval_people_cmd(
     _setup_logging(verbose)
     from ..evaluation.metrics import paired_difference
     from ..evaluation.motion import real_motion, talking_motion
-    from ..evaluation.real_people import comparison_grid, evaluate_people, talking_figures, validation_people
+    from ..evaluation.real_people import (
+        comparison_grid,
+        evaluate_people,
+        real_sync,
+        talking_figures,
+        validation_people,
+    )
     from ..pipeline import S2TF
 
     for folder in (s2f, ravdess, talking):
         if folder is not None and not folder.is_dir():
             raise UsageError(f"{folder}: no such folder")
+    expert = _sync_expert(syncnet, talking) if syncnet is not None else None
     clips = sorted(talking.glob("*.mp4")) if talking is not None else []
     if talking is not None and not clips:
         raise UsageError(f"{talking}: no .mp4 clips")
@@ -114,7 +131,7 @@ def eval_people_cmd(
             task = bar.add_task(f"evaluating {model.weights_label}", total=sum(len(p.voices) for p in people))
             res = evaluate_people(model, people, progress=lambda n, task=task: bar.advance(task, n))
         if clips:
-            res |= talking_figures(model, clips)
+            res |= talking_figures(model, clips, syncnet=expert)
             res |= talking_motion(model, clips)
         label = model.weights_label
         if label in rows:  # the same weights given twice: a row each
@@ -132,7 +149,7 @@ def eval_people_cmd(
                 row[key], row[f"{key} ±"] = paired_difference(a[key], b[key])
         rows[f"Δ {name} − {names[0]}"] = row
     if clips:  # the real talking clips' own motion, the range `talk`'s should fall in
-        rows[f"real talking clips ({len(clips)})"] = real_motion(clips)
+        rows[f"real talking clips ({len(clips)})"] = real_motion(clips) | (real_sync(expert, clips) if expert is not None else {})
     table = people_table({k: v for k, v in rows.items() if not k.startswith("Δ")})
     deltas = [f"| {k} | " + " | ".join(f"{key} {v[key]:+.3f} ± {v[key + ' ±']:.3f}" for key in PAIRED if key in v) + " |"
               for k, v in rows.items() if k.startswith("Δ")]  # fmt: skip
@@ -159,3 +176,19 @@ def eval_people_cmd(
         grid_out.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(grid_out, png_bytes(comparison_grid(scored, faces), {"s2tf:synthetic": "true"}))
         err.print(f"grid: {grid_out} (top row: the speakers' photos; then one row per weights: {', '.join(faces)})")
+
+
+def _sync_expert(folder: Path, talking: Path | None):
+    """The expert, loaded before any model is scored: a wrong folder fails first."""
+    from ..evaluation.syncnet import SyncNet
+    from .eval import _expert_folder
+
+    if talking is None:
+        raise UsageError("--syncnet scores the --talking clips: give --talking too")
+    folder = _expert_folder(folder)
+    if not (folder / "model.safetensors").is_file():
+        raise UsageError(f"{folder}: not a sync expert folder (train one with `s2tf syncnet`)")
+    try:
+        return SyncNet.load(folder)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -216,11 +216,12 @@ def evaluate_people(s2tf, people: list[RealPerson], embedder=None, judge=None, p
     return out
 
 
-def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None) -> dict:
+def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None, syncnet=None) -> dict:
     """`talk` on real talking clips, each with its own audio and its own video as `--pose`: the per-frame
     yaw of the output against the video's (does the head follow the video), and the mouth opening of the
     output against the real speaker's (lip sync), with the clip's audio reversed as the control. Medians
-    over clips."""
+    over clips. With a sync expert, also its offset and confidence on the still-pose frames (`real_sync`
+    gives the same for the real frames: whether the expert itself reads real faces)."""
     from .. import audio as audio_io
     from ..face_track import read_video
     from ..judges.landmarks import landmarks68
@@ -228,6 +229,7 @@ def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None
 
     pose_judge = pose_judge or PoseJudge()
     yaw, mouth, control, still, flicker = [], [], [], [], []
+    sync: list[tuple[int, float, float]] = []
     for clip in clips:
         real = read_video(clip, 25.0)
         wave = audio_io.load_audio(clip, s2tf.cfg.audio.sample_rate)
@@ -239,6 +241,8 @@ def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None
         m = min(len(gen_pts), len(real_pts))
         still.append(M.correlation(mouth_openings(gen_pts[:m]), mouth_openings(real_pts[:m])))
         flicker.append(speech_flicker(gen))
+        if syncnet is not None:
+            sync.append(sync_reading(syncnet, gen, wave))
         for voice, into in ((wave, mouth), (wave[::-1].copy(), control)):
             n, frames = s2tf.talk_frames(voice, pose=clip)
             gen = np.stack(list(frames))[: len(real)]
@@ -250,11 +254,41 @@ def talking_figures(s2tf, clips: list[Path], pose_judge: PoseJudge | None = None
                          if g is not None and r is not None]  # fmt: skip
                 yaw.append(M.correlation(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
                            if len(pairs) >= 5 else float("nan"))  # fmt: skip
-    return {"talk clips": len(clips), "talk yaw corr": _median(yaw), "talk mouth corr": _median(mouth),
+    out = sync_figures(sync, clips) if syncnet is not None else {}
+    return out | {"talk clips": len(clips), "talk yaw corr": _median(yaw), "talk mouth corr": _median(mouth),
             "talk mouth corr reversed": _median(control), "talk still mouth corr": _median(still),
             "talk flicker": _median(flicker),
             "talk per clip": {Path(c).name: {"yaw": y, "mouth": mo, "reversed": co, "still mouth": st, "flicker": fl}
                               for c, y, mo, co, st, fl in zip(clips, yaw, mouth, control, still, flicker)}}  # fmt: skip
+
+
+def sync_reading(syncnet, frames: np.ndarray, wave: np.ndarray) -> tuple[int, float, float]:
+    """(offset, confidence, confidence against the clip's audio rolled by half its length): the control
+    says what confidence the expert gives a mouth that does not go with the audio."""
+    from .syncnet import offsets_and_confidence
+
+    offset, conf, _ = offsets_and_confidence(syncnet, frames, wave)
+    _, rolled, _ = offsets_and_confidence(syncnet, frames, np.roll(wave, len(wave) // 2))
+    return offset, conf, rolled
+
+
+def sync_figures(readings: list[tuple[int, float, float]], clips: list[Path]) -> dict:
+    offsets = np.array([r[0] for r in readings])
+    return {"talk sync offset 0 %": float(100 * np.mean(offsets == 0)) if len(offsets) else float("nan"),
+            "talk sync conf": _median([r[1] for r in readings]),
+            "talk sync conf rolled": _median([r[2] for r in readings]),
+            "talk sync offsets": {Path(c).name: int(o) for c, o in zip(clips, offsets)}}  # fmt: skip
+
+
+def real_sync(syncnet, clips: list[Path], size: int = 128) -> dict:
+    """The sync expert on the real clips' own face crops: an expert learnt on one corpus may not read
+    another's faces, and then its verdict on a model that draws such faces says little."""
+    from .. import audio as audio_io
+    from ..face_track import face_crops
+
+    readings = [sync_reading(syncnet, face_crops(Path(c), 25.0, size), audio_io.load_audio(c, syncnet.cfg.audio.sample_rate))
+                for c in clips]  # fmt: skip
+    return sync_figures(readings, clips)
 
 
 def speech_flicker(frames: np.ndarray) -> float:
