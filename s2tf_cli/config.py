@@ -42,6 +42,7 @@ ADDED_KEYS = frozenset(
         "pose_alone",
         "mouth_center",
         "mouth_scale",
+        "pose_render",
     }
 )
 
@@ -165,6 +166,10 @@ class ModelConfig:
     # (opening - center) / scale, and it is the voice's to set (`S2TFModel.speak`). 0: no mouth entry.
     mouth_center: float = 0.0
     mouth_scale: float = 0.0
+    # Per pose entry, the share of an offset that G draws as E_ir^v reads it back (export measures it,
+    # training/pose_render.py): `talk`'s head motion asks for 1/share so the head turns as far as stated.
+    # Empty: taken as 1.
+    pose_render: list[float] = field(default_factory=list)
     audio: AudioConfig = field(default_factory=AudioConfig)
     audio_identity: AudioIdentityConfig = field(default_factory=AudioIdentityConfig)
     audio_content: AudioContentConfig = field(default_factory=AudioContentConfig)

@@ -306,6 +306,8 @@ class S2TF:
             return None
         motion = HeadMotion(fps, seed)
         scale = torch.tensor(cfg.pose_scale, dtype=torch.float32, device=self.device)
+        if cfg.pose_render:  # G draws this share of an offset: ask for more, so the head moves as stated
+            scale = scale * torch.tensor(cfg.pose_render, dtype=torch.float32, device=self.device)
         half = cfg.audio.content_window // 2
 
         def offsets(windows: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,11 @@ def test_talk_moves_the_head_only_where_the_weights_carry_pose(posed_weights, pi
     windows = posed.content_windows(posed._mel(sf.read(wav, dtype="float32")[0]), FPS, 0, 40)
     off = head(windows)
     assert off.shape == (40, posed.cfg.ir_dim) and bool((off[:, 3:] == 0).all()) and off[:, :3].abs().max() > 0
+    # where the weights say G draws only part of an offset (pose_render), the motion asks for that much more
+    posed.cfg.pose_render = [0.5, 1.0, 0.25]
+    more = posed.head_motion(FPS, 0)(windows)
+    torch.testing.assert_close(more[:, :3], off[:, :3] / torch.tensor([0.5, 1.0, 0.25]))
+    posed.cfg.pose_render = []
     with pytest.raises(Exception, match="--motion must be one of"):
         posed.talk_frames(wav, motion="wild")
 

@@ -148,6 +148,11 @@ def test_a_pose_run_teaches_f_ir_pose_and_exports_where_it_is(faceset, ge2e_file
     assert model.cfg.pose_scale == pytest.approx(faces.pose_scale.tolist(), abs=1e-5)
     assert model.cfg.mouth_center == pytest.approx(faces.mouth_center, abs=1e-5)
     assert model.cfg.mouth_scale == pytest.approx(faces.mouth_scale, abs=1e-5) and model.mouth_entry == 3
+    # export measured how far this G turns the head for its pose entries
+    from s2tf_cli.training.pose_render import HIGHEST, LOWEST, pose_render_share
+
+    assert len(model.cfg.pose_render) == 3 and all(LOWEST <= v <= HIGHEST for v in model.cfg.pose_render)
+    assert model.cfg.pose_render == pose_render_share(model)  # measured on the exported G, deterministically
     # a later stage continuing these weights keeps where pose is
     from s2tf_cli.training.config import TrainConfig
     from s2tf_cli.training.trainer import inherit_pose
@@ -318,3 +323,34 @@ def test_speech_sets_the_mouth_entry_alone_where_g_has_one():
     torch.testing.assert_close(spoken[:, 3], f_s[:, 3])  # the reference's own mouth does not add
     torch.testing.assert_close(spoken[:, :3], base[:3].expand(2, -1))
     torch.testing.assert_close(spoken[:, 4:], base[4:].expand(2, -1))
+
+
+def test_pose_render_share_reads_back_what_g_draws():
+    """An E_ir^v that reads the image's mean brightness and a G whose brightness follows the yaw entry
+    exactly: share 1 for yaw; entries G ignores read back nothing and get the floor."""
+    from s2tf_cli.config import preset
+    from s2tf_cli.models.s2tf import S2TFModel
+    from s2tf_cli.training.pose_render import LOWEST, pose_render_share
+
+    cfg = preset("tiny")
+    cfg.pose_center, cfg.pose_scale = [0.0, 0.0, 0.0], [0.1, 0.2, 0.05]
+    model = S2TFModel(cfg)
+
+    class Bright(torch.nn.Module):  # G: a flat image as bright as the yaw entry
+        def forward(self, z, noise=None):
+            yaw = z[:, cfg.id_dim]
+            return yaw[:, None, None, None].expand(-1, 3, cfg.image_size, cfg.image_size).clone()
+
+        def make_noise(self, seed, device="cpu"):
+            return []
+
+    class Reader(torch.nn.Module):  # E_ir^v: entry 0 is the mean brightness, the rest zero
+        def forward(self, img):
+            out = torch.zeros(len(img), cfg.ir_dim)
+            out[:, 0] = img.mean(dim=(1, 2, 3))
+            return out
+
+    model.generator, model.visual_irrelevant = Bright(), Reader()
+    assert pose_render_share(model, identities=4) == [pytest.approx(1.0), LOWEST, LOWEST]
+    cfg.pose_scale = []
+    assert pose_render_share(model) == []

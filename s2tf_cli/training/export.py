@@ -53,6 +53,10 @@ def export(ckpt: Path, out: Path, cfg: TrainConfig | None = None, details: str |
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     weights.update({f"generator.{k}": v for k, v in ema.items()})
     model.load_state_dict(weights, strict=True)
+    if model.cfg.pose_scale:  # how far this G turns the head for its pose entries (`talk`'s motion)
+        from .pose_render import pose_render_share
+
+        model.cfg = dataclasses.replace(model.cfg, pose_render=pose_render_share(model))
     more = f", {step} of them in this run" if total != step else ""
     title = f"s2tf {cfg.model.preset} ({total} training steps{more})"
     return save_folder(model, out, model_card(cfg.model, title, details))
