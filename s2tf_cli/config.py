@@ -43,6 +43,7 @@ ADDED_KEYS = frozenset(
         "mouth_center",
         "mouth_scale",
         "pose_render",
+        "voice_shift",
     }
 )
 
@@ -170,6 +171,10 @@ class ModelConfig:
     # training/pose_render.py): `talk`'s head motion asks for 1/share so the head turns as far as stated.
     # Empty: taken as 1.
     pose_render: list[float] = field(default_factory=list)
+    # Mean unit f_id^v of the voice stage's training people's photos minus the mean unit f_id^a of their
+    # voices (training/voice_stage.py): the voice head's outputs share a direction no photo has, so G, which
+    # learnt from photos, draws a voice's f_id after this is added. Empty: nothing added. Retrieval uses f_id^a.
+    voice_shift: list[float] = field(default_factory=list)
     audio: AudioConfig = field(default_factory=AudioConfig)
     audio_identity: AudioIdentityConfig = field(default_factory=AudioIdentityConfig)
     audio_content: AudioContentConfig = field(default_factory=AudioContentConfig)

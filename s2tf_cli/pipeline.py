@@ -326,7 +326,11 @@ class S2TF:
     def drawable_identity(self, f_id: torch.Tensor) -> torch.Tensor:
         """The f_id that G draws: an unseen voice's estimate lies between the training faces' identities
         (cosine ~0.3 to the nearest), where G renders smeared mixtures; the centroid prior moves it onto
-        the blend of the centroids it is closest to. Identity when `centroid_prior` is 0."""
+        the blend of the centroids it is closest to; `voice_shift` first moves it to where photos' f_id
+        lie. Identity when both are off."""
+        if self.cfg.voice_shift:
+            shift = torch.tensor(self.cfg.voice_shift, dtype=torch.float32, device=f_id.device)
+            f_id = F.normalize(F.normalize(f_id.float(), dim=-1) + shift, dim=-1).to(f_id.dtype)
         if self.cfg.centroid_prior <= 0:
             return f_id
         with torch.inference_mode():

@@ -215,11 +215,43 @@ def test_voice_stage_dev_people_are_training_people_held_out_of_its_training(fac
         dev_people(VoiceSet(voiceset, "train"), faces, 2, seed=0)  # none would be left to train on
 
     cfg = faces_config(faceset, ge2e_file)
-    cfg.steps.faces, cfg.steps.voices, cfg.voice_dev_people = 0, 3, 1
+    cfg.steps.faces, cfg.steps.voices, cfg.voice_dev_people, cfg.voice_shift = 0, 3, 1, True
     cfg.init, cfg.voiceset, cfg.audio_identity_init = str(export(faces_run, tmp_path / "exp")), str(voiceset), ""
     cfg.sample_every = cfg.checkpoint_every = cfg.log_every = 3
     summary = train(cfg, tmp_path / "voices", cpu=True)
     assert summary["val_people"] == 1 and summary["scored_on"].startswith("dev")
+    # the stage measured where its voices lie against their photos; the export and later stages keep it
+    from s2tf_cli.pipeline import S2TF
+    from s2tf_cli.training.config import TrainConfig
+    from s2tf_cli.training.trainer import inherit_pose
+
+    exported = export(tmp_path / "voices", tmp_path / "voices-exp")
+    s2tf = S2TF.from_pretrained(str(exported), device="cpu")
+    shift = torch.tensor(s2tf.cfg.voice_shift)
+    assert shift.shape == (s2tf.cfg.id_dim,) and torch.isfinite(shift).all() and shift.abs().max() > 0
+    later = TrainConfig(model=faces_config(faceset, ge2e_file).model, init=str(exported))
+    inherit_pose(later)
+    assert later.model.voice_shift == s2tf.cfg.voice_shift
+    f = torch.randn(s2tf.cfg.id_dim)
+    moved = torch.nn.functional.normalize(torch.nn.functional.normalize(f, dim=-1) + shift, dim=-1)
+    torch.testing.assert_close(s2tf.drawable_identity(f), moved)  # what G draws; retrieval keeps f_id^a
+
+
+def test_voice_shift_weighs_each_person_once_and_skips_augmented_or_photoless_windows():
+    from types import SimpleNamespace
+
+    from s2tf_cli.training.voice_stage import voice_shift
+
+    a = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0, 0, 2.0], [0, 3.0, 0]])
+    voices = SimpleNamespace(dvectors=a, person=["p", "p", "q", "q", "r"], variant=np.array([0, 0, 0, 1, 0]))
+    f_photo = torch.tensor([[0.0, 0, 1], [1.0, 0, 0]])
+    targets = SimpleNamespace(photo_row=torch.tensor([0, 0, 1, 1, -1]), f_photo=f_photo)
+    head = SimpleNamespace(model=SimpleNamespace(audio_identity=SimpleNamespace(head=torch.nn.Identity())))
+    # p: voices (1,0,0) and (0,1,0) -> mean (.5,.5,0), photo (0,0,1); q: voice (0,0,1), photo (1,0,0);
+    # q's augmented window and r (no photo) are left out
+    want = np.array([0.5, 0, 0.5]) - np.array([0.25, 0.25, 0.5])
+    assert voice_shift(head, voices, targets) == pytest.approx(want.tolist(), abs=1e-5)
+    assert voice_shift(head, voices, SimpleNamespace(photo_row=torch.full((5,), -1), f_photo=f_photo)) == []
 
 
 def test_cli_train_faces_recipe_needs_a_faceset(tmp_path):

@@ -125,6 +125,7 @@ class TrainConfig:
     content_negatives: int = 4  # same-clip, off-sync audio windows per sample after the curriculum switch
     ir_dropout: float = 0.1  # chance of dropping the visual f_ir (stage 1: f_ir^v, stage 3: f_ir^{v1}, keeping
     # f_s^a) so G also learns the pose-free face G(cat(f_id, f_s^a)) that `s2tf face` draws without --pose
+    voice_shift: bool = False  # voice stage: measure ModelConfig.voice_shift at its end
     voice_dev_people: int = 0  # voice stage: this many training people with a photo are held out of its
     # training and scored in place of the validation people, so its recipe is chosen without looking at them
     target_pose: bool = False  # stage 3, for weights with pose entries (model.pose_scale) and E_ir^v frozen:

@@ -289,15 +289,19 @@ def train(
 
 def inherit_pose(cfg: TrainConfig) -> None:
     """A recipe continuing weights whose f_ir carries pose entries (a pose-taught GAN stage) keeps their
-    meaning in its own model config, so every later export still says where pose is."""
-    if not cfg.init or cfg.model.pose_scale:
+    meaning in its own model config, so every later export still says where pose is; likewise the voice
+    stage's `voice_shift`."""
+    if not cfg.init or (cfg.model.pose_scale and cfg.model.voice_shift):
         return
     from ..config import ModelConfig
     from ..hub import resolve
 
     theirs = ModelConfig.load(resolve(cfg.init).folder / "config.json")
-    cfg.model.pose_center, cfg.model.pose_scale = list(theirs.pose_center), list(theirs.pose_scale)
-    cfg.model.mouth_center, cfg.model.mouth_scale = theirs.mouth_center, theirs.mouth_scale
+    if not cfg.model.pose_scale:
+        cfg.model.pose_center, cfg.model.pose_scale = list(theirs.pose_center), list(theirs.pose_scale)
+        cfg.model.mouth_center, cfg.model.mouth_scale = theirs.mouth_center, theirs.mouth_scale
+    if not cfg.model.voice_shift:
+        cfg.model.voice_shift = list(theirs.voice_shift)
 
 
 def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: str, reinit: list[str] = ()) -> int:

@@ -180,6 +180,24 @@ def voice_losses(head: VoiceHead, d: torch.Tensor, idx: torch.Tensor, targets: V
     return loss, metrics
 
 
+def voice_shift(head: VoiceHead, voices: VoiceSet, targets: VoiceTargets) -> list[float]:
+    """Mean unit f_id^v of the photos minus mean unit f_id^a of the voices, over the training people who
+    have both, each person weighted once (ModelConfig.voice_shift)."""
+    clean = np.flatnonzero((voices.variant == 0) & (targets.photo_row.numpy() >= 0))
+    if not len(clean):
+        return []
+    with torch.no_grad():
+        f_a = F.normalize(head.model.audio_identity.head(voices.dvectors[clean]), dim=-1)
+    f_v = targets.f_photo[targets.photo_row[clean]]
+    people = sorted({voices.person[i] for i in clean})
+    index = {p: k for k, p in enumerate(people)}
+    who = torch.tensor([index[voices.person[i]] for i in clean])
+    count = torch.zeros(len(people)).index_add_(0, who, torch.ones(len(clean)))[:, None]
+    mean_a = torch.zeros(len(people), f_a.shape[1]).index_add_(0, who, f_a.float()) / count
+    mean_v = torch.zeros(len(people), f_v.shape[1]).index_add_(0, who, f_v.float()) / count
+    return [round(float(v), 5) for v in mean_v.mean(0) - mean_a.mean(0)]
+
+
 def validation_metrics(head: VoiceHead, voices: VoiceSet, f_photo: torch.Tensor, photo_person: list[str]) -> dict:
     """Voice -> photo retrieval among the validation people (one photo each) and the probe's gender."""
     with torch.no_grad():
@@ -284,6 +302,9 @@ def train_voice_stage(
             checkpoint.save(out / "checkpoints", done, head, {"g": opt}, ema,
                             {"stage_seconds": {"voices": seconds}, "init_steps": model.cfg.trained_steps},
                             keep=cfg.keep_checkpoints)  # fmt: skip
+    if stop == total and cfg.voice_shift:  # where G should draw a voice: into the config export reads
+        cfg.model.voice_shift = voice_shift(head, voices, targets)
+        cfg.save(out / "train_config.json")
     summary = {"steps": stop, "total_steps": total, "stage_seconds": {"voices": seconds}, "init": cfg.init,
                "probe_gender_acc": float(acc), "device": "cpu",
                "scored_on": "dev (held-out training people)" if cfg.voice_dev_people else "validation people",
