@@ -161,6 +161,7 @@ def test_a_pose_run_teaches_f_ir_pose_and_exports_where_it_is(faceset, ge2e_file
     inherit_pose(later)
     assert later.model.pose_scale == model.cfg.pose_scale and later.model.pose_center == model.cfg.pose_center
     assert later.model.mouth_scale == model.cfg.mouth_scale and later.model.mouth_center == model.cfg.mouth_center
+    assert later.model.pose_render == model.cfg.pose_render
     # the mouth entry follows the pose entries: a recipe with the one and not the other stops at once
     cfg = faces_config(posed, ge2e_file)
     cfg.faces.mouth = 1.0

@@ -300,6 +300,7 @@ def inherit_pose(cfg: TrainConfig) -> None:
     if not cfg.model.pose_scale:
         cfg.model.pose_center, cfg.model.pose_scale = list(theirs.pose_center), list(theirs.pose_scale)
         cfg.model.mouth_center, cfg.model.mouth_scale = theirs.mouth_center, theirs.mouth_scale
+        cfg.model.pose_render = list(theirs.pose_render)
     if not cfg.model.voice_shift:
         cfg.model.voice_shift = list(theirs.voice_shift)
 
