@@ -149,7 +149,9 @@ def eval_people_cmd(
                 row[key], row[f"{key} ±"] = paired_difference(a[key], b[key])
         rows[f"Δ {name} − {names[0]}"] = row
     if clips:  # the real talking clips' own motion, the range `talk`'s should fall in
-        rows[f"real talking clips ({len(clips)})"] = real_motion(clips) | (real_sync(expert, clips) if expert is not None else {})
+        rows[f"real talking clips ({len(clips)})"] = real_motion(clips) | (
+            real_sync(expert, clips) if expert is not None else {}
+        )
     table = people_table({k: v for k, v in rows.items() if not k.startswith("Δ")})
     deltas = [f"| {k} | " + " | ".join(f"{key} {v[key]:+.3f} ± {v[key + ' ±']:.3f}" for key in PAIRED if key in v) + " |"
               for k, v in rows.items() if k.startswith("Δ")]  # fmt: skip
