@@ -281,9 +281,8 @@ class S2TF:
         return f_ir[0]
 
     def pose_track(self, video: str | Path, fps: float, n_frames: int) -> torch.Tensor:
-        """(n_frames, ir_dim) f_ir^v of a pose video's face at `fps`, smoothed over 3 frames, the pose
-        entries' motion around their mean divided by `pose_render`; a video shorter than the voice holds
-        its last pose."""
+        """(n_frames, ir_dim) f_ir^v of a pose video's face at `fps`, smoothed over 3 frames; a video
+        shorter than the voice holds its last pose."""
         crops = face_crops(Path(video), fps, self.cfg.image_size)[:n_frames]
         feats = []
         with torch.inference_mode():
@@ -294,11 +293,6 @@ class S2TF:
         if len(track) > 2:
             padded = torch.cat([track[:1], track, track[-1:]])
             track = (padded[:-2] + padded[1:-1] + padded[2:]) / 3
-        if self.cfg.pose_render and len(track) > 1:  # G draws part of a turn: the video's turns, asked for in full
-            n = len(self.cfg.pose_render)
-            render = torch.tensor(self.cfg.pose_render, dtype=track.dtype, device=track.device)
-            mean = track[:, :n].mean(0)
-            track = torch.cat([mean + (track[:, :n] - mean) / render, track[:, n:]], dim=-1)
         if len(track) < n_frames:
             track = torch.cat([track, track[-1:].expand(n_frames - len(track), -1)])
         return track

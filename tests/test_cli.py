@@ -1,6 +1,5 @@
 """The real CLI, in-process (Typer's CliRunner), on a tiny model: files on disk, exit codes, messages."""
 
-import dataclasses
 import json
 import math
 import re
@@ -135,16 +134,6 @@ def test_talk_follows_a_pose_video_frame_by_frame(tiny_weights, pipeline, voices
     assert torch.equal(track[11], track[29]), "a video shorter than the voice holds its last pose"
     still = pipeline.pose_feature(pose_image)
     assert not torch.allclose(track, still.expand_as(track))
-    # weights whose G draws half a yaw turn (pose_render) are asked for twice the video's turns around its mean
-    cfg = pipeline.cfg
-    try:
-        pipeline.cfg = dataclasses.replace(cfg, pose_scale=[0.2, 0.1, 0.05], pose_render=[0.5, 1.0, 1.0])
-        asked = pipeline.pose_track(video, 25.0, 30)
-    finally:
-        pipeline.cfg = cfg
-    mean = track[:12, 0].mean()
-    torch.testing.assert_close(asked[:12, 0], mean + 2 * (track[:12, 0] - mean))
-    assert torch.equal(asked[:, 1:], track[:, 1:]) and torch.equal(asked[11], asked[29])
     out = tmp_path / "talk.mp4"
     result = run("talk", voices["low"], "--pose", video, "-o", out, "-w", tiny_weights)
     assert result.exit_code == 0, result.stderr
