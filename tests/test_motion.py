@@ -101,6 +101,20 @@ def test_eye_aspect_ratio_and_clip_figures_from_landmarks():
     assert fig["pitch spread"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_clip_identity_catches_a_face_that_changes_and_comes_back():
+    from s2tf_cli.evaluation.motion import IDENTITY_EVERY, clip_motion
+
+    class Brightness:  # a judge whose embedding is the frame's mean brightness, as an angle
+        def embed_many(self, images):
+            return np.array([[np.cos(im.mean() / 255), np.sin(im.mean() / 255)] for im in images])
+
+    frames = np.zeros((31, 8, 8, 3), np.uint8)
+    frames[2 * IDENTITY_EVERY] = 200  # someone else for a moment
+    out = clip_motion(frames, FPS, lambda image: None, Brightness())
+    assert out["identity first-last"] == pytest.approx(1.0)
+    assert out["identity least"] == pytest.approx(np.cos(200 / 255))
+
+
 @pytest.fixture(scope="module")
 def posed_weights(tiny_weights, tmp_path_factory) -> Path:
     """The tiny model, its config saying that f_ir's first entries are yaw, pitch and roll."""

@@ -384,6 +384,7 @@ def test_eval_people_scores_the_validation_people_with_every_figure(validation_t
     # head motion of `talk` (its first frame as the still pose) beside the real clip's own, in one table
     real = rows["real talking clips (1)"]
     assert 0.99 < real["head identity first-last"] <= 1.0  # the clip's frames are one photo shifted
+    assert 0.99 < real["head identity least"] <= real["head identity first-last"] + 1e-9
     assert real["head yaw spread"] < 0.1 and real["head yaw spread range"] == [real["head yaw spread"]] * 2
     assert set(first["head per clip"]) == {"clip.mp4"} and -1 <= first["head identity first-last"] <= 1
     assert "real talking clips (1)" in result.output and "blinks /min" in result.output

@@ -29,6 +29,7 @@ COLUMNS = [
     ("head pitch spread", "head pitch spread", "{:.3f}"), ("head pitch speed /s", "head pitch speed", "{:.3f}"),
     ("head yaw jitter", "head yaw jitter", "{:.4f}"), ("blinks /min", "head blinks per min", "{:.1f}"),
     ("blink s", "head blink s", "{:.2f}"), ("identity first-last", "head identity first-last", "{:.3f}"),
+    ("identity least", "head identity least", "{:.3f}"),
 ]  # fmt: skip
 # Figures compared per clip (gender, R@10, rank) or per pose reference (yaw error) in the paired Δ rows.
 PAIRED = ("gender correct %", "R@10 %", "mean rank", "yaw abs error")

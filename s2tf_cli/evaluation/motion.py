@@ -97,16 +97,22 @@ def motion_figures(points: list[np.ndarray | None], fps: float) -> dict:
 
 
 MOTION_KEYS = ("yaw spread", "yaw speed", "pitch spread", "pitch speed", "yaw jitter", "pitch jitter",
-               "blinks per min", "blink s", "identity first-last")  # fmt: skip
+               "blinks per min", "blink s", "identity first-last", "identity least")  # fmt: skip
+IDENTITY_EVERY = 5  # frames between the faces compared with the first for "identity least"
 
 
 def clip_motion(frames: np.ndarray, fps: float, landmarks, embedder) -> dict:
-    """motion_figures of a clip's frames, and the judge's cosine between its first and last face."""
+    """motion_figures of a clip's frames, the judge's cosine between its first and last face, and the least
+    cosine of any face (every IDENTITY_EVERY-th frame and the last) to the first: a face that changes in
+    the middle (glasses that come and go) and comes back is caught by the second, not the first."""
     from .protocol import frame_landmarks
 
     out = motion_figures(frame_landmarks(frames, landmarks), fps)
-    first, last = embedder.embed_many([frames[0], frames[-1]])
-    out["identity first-last"] = float(first @ last / (np.linalg.norm(first) * np.linalg.norm(last) + 1e-12))
+    picks = sorted(set(range(0, len(frames), IDENTITY_EVERY)) | {len(frames) - 1})
+    e = np.asarray(embedder.embed_many([frames[i] for i in picks]), np.float64)
+    cos = e @ e[0] / (np.linalg.norm(e, axis=1) * np.linalg.norm(e[0]) + 1e-12)
+    out["identity first-last"] = float(cos[-1])
+    out["identity least"] = float(cos.min())
     return out
 
 
