@@ -536,12 +536,16 @@ def main() -> None:
             voice.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:  # first: the figures are kept whatever the table makes of them
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
     table = to_markdown(res)
     print(table)
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(table + "\n")
+
+
+def _shown(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def to_markdown(res: dict) -> str:
@@ -551,7 +555,7 @@ def to_markdown(res: dict) -> str:
     for key, value in res.items():
         if key in ("machine", "weights", "image size", "precision"):
             continue
-        shown = ", ".join(value) if isinstance(value, list) else f"{value:.3g}" if isinstance(value, float) else value
+        shown = ", ".join(_shown(v) for v in value) if isinstance(value, list) else _shown(value)
         lines.append(f"| {key} | {shown} | {TARGETS.get(key, '')} |")
     return "\n".join(lines)
 

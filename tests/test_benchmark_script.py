@@ -84,6 +84,8 @@ def test_precision_figures_and_table_row(pipeline, voices):
     assert set(res) == {"talk frames/s (fp32)", "talk frames/s (bf16)"} and min(res.values()) > 0
     table = bench.to_markdown({"machine": {"cpu": "x"}, "weights": "w", "image size": 32, "precision": "bf16", **res})
     assert "32 px, precision bf16" in table and table.count("| talk frames/s (") == 2
+    listed = bench.to_markdown({"machine": {"cpu": "x"}, "weights": "w", "image size": 32, "rss MB": [501.0, 506.25]})
+    assert "| rss MB | 501, 506 |" in listed  # a list of figures is shown figure by figure
 
 
 def test_profiles_name_operators_with_shares(pipeline, voices):
