@@ -89,9 +89,7 @@ def eval_cmd(
     from ..loader import load
 
     _require_corpus(data)
-    syncnet = _expert_folder(syncnet) if syncnet is not None else None
-    if syncnet is not None and not (syncnet / "model.safetensors").is_file():
-        raise UsageError(f"{syncnet}: not a sync expert folder (train one with `s2tf syncnet`)")
+    syncnet = checked_expert_folder(syncnet) if syncnet is not None else None
     if real_voices is not None and not real_voices.is_dir():
         raise UsageError(f"{real_voices}: no such folder")
     if face_scores is not None:
@@ -162,6 +160,14 @@ def paired_rows(per_person: dict[str, tuple[list[str] | None, dict]]) -> dict[st
                 row[metric], row[f"{metric} ±"] = paired_difference(values_a, metrics_b[metric][0], weights)
         out[f"{DIFF_ROW} {name} − {first}"] = row
     return out
+
+
+def checked_expert_folder(path: Path) -> Path:
+    """`_expert_folder`, or a UsageError where it holds no expert's weights."""
+    folder = _expert_folder(path)
+    if not (folder / "model.safetensors").is_file():
+        raise UsageError(f"{folder}: not a sync expert folder (train one with `s2tf syncnet`)")
+    return folder
 
 
 def _expert_folder(path: Path) -> Path:

@@ -184,13 +184,11 @@ def eval_people_cmd(
 def _sync_expert(folder: Path, talking: Path | None):
     """The expert, loaded before any model is scored: a wrong folder fails first."""
     from ..evaluation.syncnet import SyncNet
-    from .eval import _expert_folder
+    from .eval import checked_expert_folder
 
     if talking is None:
         raise UsageError("--syncnet scores the --talking clips: give --talking too")
-    folder = _expert_folder(folder)
-    if not (folder / "model.safetensors").is_file():
-        raise UsageError(f"{folder}: not a sync expert folder (train one with `s2tf syncnet`)")
+    folder = checked_expert_folder(folder)
     try:
         return SyncNet.load(folder)
     except ValueError as exc:
