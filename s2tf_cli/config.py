@@ -44,6 +44,7 @@ ADDED_KEYS = frozenset(
         "mouth_scale",
         "pose_render",
         "voice_shift",
+        "pose_reader",
     }
 )
 
@@ -175,6 +176,9 @@ class ModelConfig:
     # voices (training/voice_stage.py): the voice head's outputs share a direction no photo has, so G, which
     # learnt from photos, draws a voice's f_id after this is added. Empty: nothing added. Retrieval uses f_id^a.
     voice_shift: list[float] = field(default_factory=list)
+    # Widths of a head-pose reader of its own (models/pose_reader.py) that reads the pose entries of a reference
+    # face or pose video in place of E_ir^v (the pose-reader stage trains it). Empty: E_ir^v reads them.
+    pose_reader: list[int] = field(default_factory=list)
     audio: AudioConfig = field(default_factory=AudioConfig)
     audio_identity: AudioIdentityConfig = field(default_factory=AudioIdentityConfig)
     audio_content: AudioContentConfig = field(default_factory=AudioContentConfig)

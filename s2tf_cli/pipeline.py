@@ -265,7 +265,7 @@ class S2TF:
     def _encode_images(self, crops: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = torch.stack([images.to_tensor(c) for c in crops]).to(self.device)
         with torch.inference_mode():
-            return self.model.visual_identity(batch), self.model.visual_irrelevant(batch)
+            return self.model.visual_identity(batch), self.model.irrelevant(batch)
 
     def reconstruct(self, image: str | Path | np.ndarray, aligned: bool = False) -> np.ndarray:
         """G(f_id^v, f_ir^v) of a face photo: the visual autoencoder, which shows what G can draw of a face
@@ -288,7 +288,7 @@ class S2TF:
         with torch.inference_mode():
             for i in range(0, len(crops), 32):
                 batch = torch.stack([images.to_tensor(c) for c in crops[i : i + 32]]).to(self.device)
-                feats.append(self.model.visual_irrelevant(batch).float())
+                feats.append(self.model.irrelevant(batch).float())
         track = torch.cat(feats)
         if len(track) > 2:
             padded = torch.cat([track[:1], track, track[-1:]])

@@ -319,7 +319,7 @@ def train_cmd(
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    if cfg.steps.identity or cfg.steps.faces or cfg.steps.voices:
+    if cfg.steps.identity or cfg.steps.faces or cfg.steps.voices or cfg.steps.pose_reader:
         if not cfg.faceset or not (Path(cfg.faceset) / "faces.npy").is_file():
             raise UsageError(f"{cfg.faceset or '(no faceset)'}: not a face set (run `s2tf data faces`)")
         if cfg.steps.voices and (not cfg.voiceset or not (Path(cfg.voiceset) / "dvectors.npy").is_file()):

@@ -18,6 +18,7 @@ from .audio_identity import AudioIdentityEncoder
 from .centroids import IdentityCentroids
 from .generator import StyleGenerator
 from .mel import LogMel
+from .pose_reader import PoseReader
 from .speaker_ge2e import GE2EIdentityEncoder
 from .visual_identity import VisualIdentityEncoder
 from .visual_irrelevant import VisualIrrelevantEncoder
@@ -55,11 +56,23 @@ class S2TFModel(nn.Module):
         self.visual_irrelevant = VisualIrrelevantEncoder(cfg.visual_irrelevant, cfg.ir_dim)  # E_ir^v
         self.centroids = IdentityCentroids(cfg.num_identities, cfg.id_dim, cfg.arcface_scale, cfg.arcface_margin)
         self.generator = StyleGenerator(cfg.generator, cfg.id_dim + cfg.ir_dim, cfg.image_size)  # G
+        if cfg.pose_reader and not cfg.pose_scale:
+            raise ValueError("pose_reader needs pose entries in f_ir (pose_scale)")
+        self.pose_reader = PoseReader(cfg.pose_reader, cfg.image_size, len(cfg.pose_scale)) if cfg.pose_reader else None
 
     @property
     def mouth_entry(self) -> int | None:
         """The f_ir entry that says how open the mouth is (after the pose entries), where G was taught one."""
         return len(self.cfg.pose_scale) if self.cfg.mouth_scale else None
+
+    def irrelevant(self, image: torch.Tensor) -> torch.Tensor:
+        """f_ir^v of face crops as inference reads a reference or a pose video: E_ir^v's, its pose entries
+        from the pose reader where the weights carry one."""
+        f_ir = self.visual_irrelevant(image)
+        if self.pose_reader is None:
+            return f_ir
+        n = len(self.cfg.pose_scale)
+        return torch.cat([self.pose_reader(image).to(f_ir.dtype), f_ir[:, n:]], dim=-1)
 
     def content(self, windows: torch.Tensor) -> torch.Tensor:
         """f_s^a of (N, n_mels, content_window) mel windows. Where f_ir carries pose entries

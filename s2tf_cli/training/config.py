@@ -80,6 +80,7 @@ class StageSteps:
     identity: int = 0  # a run of its own before `faces`: E_id^v (with W and attribute heads) alone on the photos
     faces: int = 0  # a run of its own: the GAN on face photos (`faceset`); the others must be 0
     voices: int = 0  # a run of its own after `faces`: E_id^a's head on real voices (`voiceset`), all else frozen
+    pose_reader: int = 0  # a run of its own after `faces`: the head-pose reader on the face set's pose labels
     visual: int = 2000  # stage 1: E_id^v, E_ir^v, G, D reconstruct frames
     sync: int = 1000  # stage 2: E_id^a, E_s^a synchronised to the frozen visual encoders
     finetune: int = 500  # stage 3: everything, driven by audio features
@@ -126,6 +127,8 @@ class TrainConfig:
     ir_dropout: float = 0.1  # chance of dropping the visual f_ir (stage 1: f_ir^v, stage 3: f_ir^{v1}, keeping
     # f_s^a) so G also learns the pose-free face G(cat(f_id, f_s^a)) that `s2tf face` draws without --pose
     voice_shift: bool = False  # voice stage: measure ModelConfig.voice_shift at its end
+    pose_reader: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 256])  # pose-reader stage: its widths
+    # (ModelConfig.pose_reader), one halving of the crop each: 64 px -> a 2x2 map, flattened
     voice_dev_people: int = 0  # voice stage: this many training people with a photo are held out of its
     # training and scored in place of the validation people, so its recipe is chosen without looking at them
     target_pose: bool = False  # stage 3, for weights with pose entries (model.pose_scale) and E_ir^v frozen:
@@ -162,7 +165,7 @@ class TrainConfig:
             raise ConfigError(f"train config 'discriminator_warmup' must be >= 0, not {self.discriminator_warmup}")
         if self.audio_identity_init and self.model.audio_identity.backbone != "ge2e":
             raise ConfigError("train config 'audio_identity_init' needs model.audio_identity.backbone 'ge2e'")
-        own = [k for k in ("identity", "faces", "voices") if getattr(self.steps, k)]
+        own = [k for k in ("identity", "faces", "voices", "pose_reader") if getattr(self.steps, k)]
         if own and (len(own) > 1 or self.steps.visual or self.steps.sync or self.steps.finetune):
             raise ConfigError(f"train config: 'steps.{own[0]}' is a run of its own; set the other stages to 0")
         if self.reinit and not self.init:

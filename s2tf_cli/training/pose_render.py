@@ -1,4 +1,5 @@
-"""How far G turns the head for an offset in f_ir's pose entries, read back by the model's own E_ir^v.
+"""How far G turns the head for an offset in f_ir's pose entries, read back by the model's own E_ir^v
+(or its pose reader, where it has one).
 
 A GAN stage teaches G to draw the pose its entries say, but it draws part of it (run 22: about 0.8 of a
 yaw offset as E_ir^v reads it, 0.6 as dlib's landmarks do). `talk`'s head motion is stated in the pose
@@ -35,7 +36,7 @@ def pose_render_share(model, identities: int = 64, offset: float = 0.15) -> list
                 f_ir = torch.zeros(len(rows), cfg.ir_dim, device=rows.device)
                 f_ir[:, k] = sign * d
                 img = model.generator(torch.cat([f_id, f_ir], dim=-1), noise)
-                read.append(model.visual_irrelevant(img)[:, k].float().mean())
+                read.append(model.irrelevant(img)[:, k].float().mean())
             share = float((read[1] - read[0]) / (2 * d))
             shares.append(round(min(max(share, LOWEST), HIGHEST), 4))
         return shares

@@ -143,6 +143,10 @@ def train(
         from .voice_stage import train_voice_stage
 
         return train_voice_stage(cfg, out, max_steps, cpu, progress)
+    if cfg.steps.pose_reader:
+        from .pose_reader_stage import train_pose_reader_stage
+
+        return train_pose_reader_stage(cfg, out, max_steps, cpu, progress)
     accelerator = make_accelerator(cpu, cfg.precision)
     precision = "bf16" if accelerator.mixed_precision == "bf16" else "fp32"
     log.info("training on %s in %s", accelerator.device, precision)
