@@ -92,12 +92,18 @@ class EmbeddingIndex:
         self.changed = False
 
 
+# How a gallery face is embedded (pipeline.S2TF.photo_identities: the photo's f_id^v with its mirror's). It
+# names the index file, so vectors embedded another way (an older release's) are never mixed in.
+FACE_EMBEDDING = "mirrored"
+
+
 class GalleryIndex(EmbeddingIndex):
-    """Gallery faces' f_id^v, per weights checksum and crop mode (detected or given aligned)."""
+    """Gallery faces' f_id^v, per weights checksum, crop mode (detected or given aligned) and FACE_EMBEDDING."""
 
     def __init__(self, weights_sha256: str, aligned: bool, root: Path | None = None):
         mode = "aligned" if aligned else "detect"
-        super().__init__((root or cache_root()) / "galleries" / f"{weights_sha256[:32]}-{mode}.safetensors")
+        name = f"{weights_sha256[:32]}-{mode}-{FACE_EMBEDDING}.safetensors"
+        super().__init__((root or cache_root()) / "galleries" / name)
 
 
 class VoiceIndex(EmbeddingIndex):

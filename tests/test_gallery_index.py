@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from s2tf_cli.cache import cache_root
-from s2tf_cli.gallery_index import GalleryIndex
+from s2tf_cli.gallery_index import FACE_EMBEDDING, GalleryIndex
 
 
 @pytest.fixture
@@ -61,6 +61,25 @@ def test_no_cache_leaves_no_index_and_other_weights_get_their_own(pipeline, voic
     b = GalleryIndex("b" * 64, aligned=False)
     c = GalleryIndex("a" * 64, aligned=True)
     assert len({a.path, b.path, c.path}) == 3
+    assert a.path.name.endswith(f"-detect-{FACE_EMBEDDING}.safetensors")  # another embedding, another file
+
+
+def test_a_face_and_its_mirror_image_have_one_identity(pipeline, pose_image):
+    """f_id^v is the mean of the photo's and its mirror's: a mirrored photo is the same person."""
+    import torch
+    import torch.nn.functional as F
+
+    from s2tf_cli.images import load_image, resize, to_tensor
+
+    image = load_image(pose_image)
+    f = pipeline.face_identity(image, aligned=True)
+    torch.testing.assert_close(pipeline.face_identity(np.ascontiguousarray(image[:, ::-1]), aligned=True), f)
+    crop = to_tensor(resize(image, pipeline.cfg.image_size))[None]
+    with torch.no_grad():
+        own = F.normalize(pipeline.model.visual_identity(crop), dim=-1)
+        mirror = F.normalize(pipeline.model.visual_identity(crop.flip(-1)), dim=-1)
+    torch.testing.assert_close(f, F.normalize(own + mirror, dim=-1)[0])
+    assert not torch.allclose(own, mirror)
 
 
 def test_damaged_index_is_rebuilt(pipeline, voices, my_gallery):
