@@ -70,6 +70,19 @@ def real_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def posed_real_weights(tmp_path_factory, real_weights) -> Path:
+    """`real_weights` saying that f_ir's first entries are yaw, pitch and roll (a pose-taught GAN stage's)."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("w") / "cpu-real-posed"
+    shutil.copytree(real_weights, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["pose_center"], cfg["pose_scale"] = [0.0, 0.55, 0.0], [0.17, 0.11, 0.05]
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+@pytest.fixture(scope="module")
 def real_voiceset(tmp_path_factory, s2f_tree, libri_tree, face_folders, real_weights) -> Path:
     from s2tf_cli.data.voiceset import build_voiceset
     from s2tf_cli.hub import load_model, resolve
@@ -134,8 +147,10 @@ def test_every_recipe_warm_starts_and_takes_a_step(name, prepared_corpus, facese
         small["audio_identity_init"] = str(request.getfixturevalue("ge2e_weights"))
     (tmp_path / "small.json").write_text(json.dumps(small))
     args = ["train", str(tmp_path / "small.json"), "--out", str(tmp_path / "run"), "--max-steps", "1", "--cpu"]
-    if recipe.get("faces", {}).get("pose"):
+    if recipe.get("faces", {}).get("pose") or recipe.get("steps", {}).get("pose_reader"):
         faceset = request.getfixturevalue("posed_faceset")
+    if recipe.get("steps", {}).get("pose_reader"):  # it continues weights whose f_ir carries pose entries
+        real_weights = request.getfixturevalue("posed_real_weights")
     data = {"corpus": prepared_corpus, "faceset": faceset, "voiceset": real_voiceset, "extra_faces": photos}
     for key, folder in data.items():
         if recipe.get(key) is not None or (key == "extra_faces" and recipe.get("extra_face_share")):

@@ -223,7 +223,8 @@ def test_shipped_recipes_load(name):
     cfg = TrainConfig.load(RECIPES / name, {"init": "weights"} if name in INIT_FROM_COMMAND_LINE else None)
     assert cfg.model.preset in ("cpu", "cpu-ge2e", "cpu-real", "paper")
     steps = (cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune)
-    assert min(steps) >= 0 and sum(steps) + cfg.steps.identity + cfg.steps.faces + cfg.steps.voices > 0
+    own = cfg.steps.identity + cfg.steps.faces + cfg.steps.voices + cfg.steps.pose_reader
+    assert min(steps) >= 0 and sum(steps) + own > 0
     if cfg.reinit:  # a part that starts afresh needs weights to start the rest from
         assert cfg.init
     if name in FROM_SCRATCH:  # continuation recipes (--init) may skip the stages they do not retrain
