@@ -175,6 +175,7 @@ def folder_info(source: WeightsSource) -> dict:
             "sha256": source.sha256, "preset": cfg.preset, "image_size": cfg.image_size, "id_dim": cfg.id_dim,
             "ir_dim": cfg.ir_dim, "identities": cfg.num_identities,
             "head motion": "yes (f_ir carries yaw, pitch, roll)" if cfg.pose_scale else "no (eyes only: blinks, glances)",
+            "pose read by": ("its pose reader" if cfg.pose_reader else "E_ir^v") if cfg.pose_scale else "-",
             "stored values": parameter_count(source.folder / WEIGHTS_FILE)}  # fmt: skip
 
 

@@ -125,6 +125,10 @@ def test_pose_reader_stage_trains_resumes_exports_and_reads_references(posed_wei
     with torch.no_grad():
         want = loaded.model.pose_reader(to_tensor(resize(image, 32))[None])[0]
     torch.testing.assert_close(f_ir[:3], want)
+    for weights, says in ((folder, ["its", "pose", "reader"]), (posed_weights, ["E_ir^v"])):
+        result = CliRunner().invoke(app, ["info", "-w", str(weights)])
+        assert result.exit_code == 0
+        assert any(line.split()[3:] == says for line in result.output.splitlines() if line.startswith("pose read by"))
 
 
 def summary_ok(summary: dict) -> bool:
