@@ -238,6 +238,19 @@ def test_info_says_whether_the_head_can_move(posed_weights, tiny_weights):
     assert result.exit_code == 0 and "no (eyes only: blinks, glances)" in result.output
 
 
+def test_lids_go_where_g_puts_the_eyes_not_to_the_darkest_spot_nearby():
+    """A darker brow (or shadow, or hair) beside the eye does not pull the lid off it."""
+    from s2tf_cli.eyes import EYES, _eyes
+
+    size = 64
+    frame = np.full((size, size, 3), 200, np.uint8)
+    for x, y in EYES:
+        cx, cy = round(x * size), round(y * size)
+        frame[cy - 1 : cy + 2, cx - 3 : cx + 4] = 60  # the eye
+        frame[cy - 3 : cy - 1, cx - 4 : cx + 5] = 0  # a black brow just above it
+    assert _eyes(frame) == [(x * size, y * size) for x, y in EYES]
+
+
 def test_shift_gaze_moves_the_eyes_content_inside_the_eyes_only():
     from s2tf_cli.eyes import EYE_WIDTH, EYES, shift_gaze
 

@@ -43,7 +43,9 @@ class ReaderRun(nn.Module):
         self.model = model
 
 
-def reader_views(images: np.ndarray, pose: np.ndarray, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def reader_views(
+    images: np.ndarray, pose: np.ndarray, rng: np.random.Generator, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 3, size, size) augmented crops in [-1, 1] of (n, S, S, 3) uint8 face-set images read at S = MARGIN x
     size, with their (n, 3) standardised pose (mirrored where the crop is)."""
     import cv2
