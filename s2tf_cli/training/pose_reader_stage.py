@@ -47,7 +47,8 @@ def reader_views(
     images: np.ndarray, pose: np.ndarray, rng: np.random.Generator, size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 3, size, size) augmented crops in [-1, 1] of (n, S, S, 3) uint8 face-set images read at S = MARGIN x
-    size, with their (n, 3) standardised pose (mirrored where the crop is)."""
+    size, with their (n, 3) standardised pose (mirrored where the crop is). Each view is a window of 68-96 % of
+    the face-set crop (size / zoom of its S pixels), its centre shifted by about 3 px at 64."""
     import cv2
 
     out, labels = [], pose.astype(np.float32).copy()
