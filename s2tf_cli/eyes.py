@@ -110,9 +110,8 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
-def shift_gaze(frame: np.ndarray, gaze: float, eyes: list[tuple[float, float]] | None = None) -> np.ndarray:
-    """The frame with each eye's content moved sideways by `gaze` of half the eye's width, inside its outline
-    (`eyes`: the eye centres, if already found)."""
+def shift_gaze(frame: np.ndarray, gaze: float) -> np.ndarray:
+    """The frame with each eye's content moved sideways by `gaze` of half the eye's width, inside its outline."""
     import cv2
 
     if gaze == 0:
@@ -122,7 +121,7 @@ def shift_gaze(frame: np.ndarray, gaze: float, eyes: list[tuple[float, float]] |
     half_h = max(1.0, 0.75 * EYE_OPENING * size)
     yy, xx = _grid(size)
     inside = np.zeros((size, size), np.float32)
-    for x, y in eyes or _eyes(frame):
+    for x, y in _eyes(frame):
         inside[((xx - x) / (0.85 * half_w)) ** 2 + ((yy - y) / half_h) ** 2 <= 1.0] = 1.0
     moved = cv2.remap(frame, xx - gaze * half_w, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     soft = cv2.GaussianBlur(inside, (0, 0), max(0.4, size / 160))[..., None]
@@ -130,9 +129,8 @@ def shift_gaze(frame: np.ndarray, gaze: float, eyes: list[tuple[float, float]] |
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def close_eyes(frame: np.ndarray, closure: float, eyes: list[tuple[float, float]] | None = None) -> np.ndarray:
-    """The frame (H, W, 3 uint8, the model's face crop) with both upper lids lowered by `closure` (`eyes`: the
-    eye centres, if already found)."""
+def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
+    """The frame (H, W, 3 uint8, the model's face crop) with both upper lids lowered by `closure`."""
     import cv2
 
     if closure <= 0:
@@ -145,7 +143,7 @@ def close_eyes(frame: np.ndarray, closure: float, eyes: list[tuple[float, float]
     cover = np.zeros((size, size), np.float32)
     lash = np.zeros((size, size), np.float32)
     skin = np.zeros((size, size, 3), np.float32)
-    for x, y in eyes or _eyes(frame):
+    for x, y in _eyes(frame):
         ellipse = ((xx - x) / half_w) ** 2 + ((yy - y) / half_h) ** 2
         inside = ellipse <= 1.0
         edge = y - half_h + 2 * half_h * closure  # where the lid's edge has come down to
@@ -171,5 +169,4 @@ def with_eyes(frames: Iterable[np.ndarray], eyes: EyeMotion | None) -> Iterator[
         return
     closure, gaze = eyes.step(len(frames))
     for frame, c, g in zip(frames, closure, gaze):
-        found = _eyes(frame) if c > 0 or g != 0 else None
-        yield close_eyes(shift_gaze(frame, float(g), found), float(c), found)
+        yield close_eyes(shift_gaze(frame, float(g)), float(c))

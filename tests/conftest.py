@@ -78,6 +78,18 @@ def tiny_weights(tmp_path_factory) -> Path:
     return save_folder(model, tmp_path_factory.mktemp("weights") / "tiny", model_card(cfg, "tiny random (tests)"))
 
 
+def with_pose_entries(weights: Path, out: Path, center: list[float], scale: list[float]) -> Path:
+    """A copy of a weights folder whose config says that f_ir's first entries are yaw, pitch and roll
+    (what a pose-taught GAN stage's export says), standardised by `center` and `scale`."""
+    import json
+
+    shutil.copytree(weights, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["pose_center"], cfg["pose_scale"] = list(center), list(scale)
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
 @pytest.fixture(scope="session")
 def voices(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("voices")

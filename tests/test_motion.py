@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import speechlike
+from conftest import speechlike, with_pose_entries
 from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
@@ -118,12 +118,8 @@ def test_clip_identity_catches_a_face_that_changes_and_comes_back():
 @pytest.fixture(scope="module")
 def posed_weights(tiny_weights, tmp_path_factory) -> Path:
     """The tiny model, its config saying that f_ir's first entries are yaw, pitch and roll."""
-    out = tmp_path_factory.mktemp("posed") / "tiny-posed"
-    shutil.copytree(tiny_weights, out)
-    cfg = json.loads((out / "config.json").read_text())
-    cfg["pose_center"], cfg["pose_scale"] = [0.0, 0.55, 0.0], [0.17, 0.11, 0.05]
-    (out / "config.json").write_text(json.dumps(cfg))
-    return out
+    return with_pose_entries(tiny_weights, tmp_path_factory.mktemp("posed") / "tiny-posed", [0.0, 0.55, 0.0],
+                             [0.17, 0.11, 0.05])  # fmt: skip
 
 
 def test_talk_moves_the_head_only_where_the_weights_carry_pose(posed_weights, pipeline, tmp_path):

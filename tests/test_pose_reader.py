@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import with_pose_entries
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -21,18 +21,13 @@ from s2tf_cli.models.s2tf import S2TFModel
 from s2tf_cli.training.config import TrainConfig
 from s2tf_cli.training.pose_reader_stage import reader_views
 
-POSE = {"pose_center": [0.0, 0.5, 0.0], "pose_scale": [0.2, 0.1, 0.05]}
+POSE = {"center": [0.0, 0.5, 0.0], "scale": [0.2, 0.1, 0.05]}
 
 
 @pytest.fixture(scope="module")
 def posed_weights(tiny_weights, tmp_path_factory) -> Path:
     """The tiny model, its config saying that f_ir's first entries are yaw, pitch and roll."""
-    out = tmp_path_factory.mktemp("posed") / "tiny-posed"
-    shutil.copytree(tiny_weights, out)
-    cfg = json.loads((out / "config.json").read_text())
-    cfg.update(POSE)
-    (out / "config.json").write_text(json.dumps(cfg))
-    return out
+    return with_pose_entries(tiny_weights, tmp_path_factory.mktemp("posed") / "tiny-posed", **POSE)
 
 
 def _recipe(weights: Path, faceset: Path, steps: int = 6) -> TrainConfig:
@@ -53,7 +48,7 @@ def test_reader_reads_a_crop_into_pose_entries_and_refuses_widths_that_do_not_fi
 
 
 def test_model_takes_the_pose_entries_from_the_reader_and_the_rest_from_e_ir():
-    cfg = dataclasses.replace(preset("tiny"), pose_reader=[8, 16], **POSE)
+    cfg = dataclasses.replace(preset("tiny"), pose_reader=[8, 16], pose_center=POSE["center"], pose_scale=POSE["scale"])
     torch.manual_seed(0)
     model = S2TFModel(cfg).eval()
     x = torch.randn(2, 3, 32, 32)
@@ -113,7 +108,7 @@ def test_pose_reader_stage_trains_resumes_exports_and_reads_references(posed_wei
     # the export carries the reader; every other part is the weights it continued
     folder = export(tmp_path / "whole", tmp_path / "exported")
     cfg = json.loads((folder / "config.json").read_text())
-    assert cfg["pose_reader"] == [8, 16] and cfg["pose_scale"] == POSE["pose_scale"] and len(cfg["pose_render"]) == 3
+    assert cfg["pose_reader"] == [8, 16] and cfg["pose_scale"] == POSE["scale"] and len(cfg["pose_render"]) == 3
     before = load_file(str(posed_weights / "model.safetensors"))
     after = load_file(str(folder / "model.safetensors"))
     assert set(after) - set(before) == {k for k in after if k.startswith("pose_reader.")}

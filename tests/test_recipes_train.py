@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import with_pose_entries
 from safetensors.torch import load_file
 from test_training import HISTORICAL_INITS, INIT_FROM_COMMAND_LINE, RECIPES
 
@@ -72,14 +73,8 @@ def real_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def posed_real_weights(tmp_path_factory, real_weights) -> Path:
     """`real_weights` saying that f_ir's first entries are yaw, pitch and roll (a pose-taught GAN stage's)."""
-    import shutil
-
-    out = tmp_path_factory.mktemp("w") / "cpu-real-posed"
-    shutil.copytree(real_weights, out)
-    cfg = json.loads((out / "config.json").read_text())
-    cfg["pose_center"], cfg["pose_scale"] = [0.0, 0.55, 0.0], [0.17, 0.11, 0.05]
-    (out / "config.json").write_text(json.dumps(cfg))
-    return out
+    return with_pose_entries(real_weights, tmp_path_factory.mktemp("w") / "cpu-real-posed", [0.0, 0.55, 0.0],
+                             [0.17, 0.11, 0.05])  # fmt: skip
 
 
 @pytest.fixture(scope="module")

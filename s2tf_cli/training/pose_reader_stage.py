@@ -31,7 +31,6 @@ from .face_batches import FaceSet
 log = logging.getLogger(__name__)
 
 MARGIN = 1.25  # the face set is read at this multiple of the model's size, so a zoomed-out view has real pixels
-METRICS = ("loss", "lr")
 WARMUP = 0.05  # share of the steps over which the learning rate rises; it then falls to 0 on a cosine
 
 
@@ -118,7 +117,7 @@ def train_pose_reader_stage(
 ) -> dict:
     """Run (or resume) the pose-reader stage into `out` from `cfg.init` (weights with pose entries)."""
     from ..hub import load_model, resolve
-    from .trainer import _append_csv, _truncate_logs
+    from .trainer import _append_csv, resume
 
     if not cfg.init:
         raise ValueError("the pose-reader stage continues weights with pose entries: give 'init'")
@@ -158,11 +157,7 @@ def train_pose_reader_stage(
     run = ReaderRun(model)
     opt = torch.optim.AdamW(model.pose_reader.parameters(), lr=cfg.encoder_lr, weight_decay=1e-4)
     ema = {k: v.detach().clone() for k, v in model.generator.state_dict().items()}
-    start = 0
-    restored = checkpoint.load_latest(out / "checkpoints", run, {"g": opt}, ema)
-    if restored:
-        start = restored[0]
-        _truncate_logs(out, start)
+    start = resume(out, run, {"g": opt}, ema)
     total = cfg.steps.pose_reader
     stop = min(total, max_steps) if max_steps is not None else total
     seconds, loss = 0.0, torch.zeros(())

@@ -398,6 +398,16 @@ def imprint_centroids(model: S2TFModel, corpus: Corpus, frames: int = 4) -> int:
     return len(by_label)
 
 
+def resume(out: Path, module: torch.nn.Module, optimizers: dict, ema: dict[str, torch.Tensor]) -> int:
+    """For a one-process stage: the step its newest checkpoint in `out` reached (restored in place, the logs cut
+    back to it), or 0 for a fresh run."""
+    restored = checkpoint.load_latest(out / "checkpoints", module, optimizers, ema)
+    if not restored:
+        return 0
+    _truncate_logs(out, restored[0])
+    return restored[0]
+
+
 def _truncate_logs(out: Path, step: int) -> None:
     """Drop metric rows past the checkpoint we resume from: those steps are about to be redone."""
     for path in out.glob("metrics-*.csv"):

@@ -228,7 +228,7 @@ def train_voice_stage(
 ) -> dict:
     """Run (or resume) the voice stage into `out` from `cfg.init` (a GAN-stage export)."""
     from ..hub import load_model, resolve
-    from .trainer import _append_csv, _truncate_logs, load_speaker_backbone
+    from .trainer import _append_csv, load_speaker_backbone, resume
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,11 +269,7 @@ def train_voice_stage(
     model.eval()
     opt = torch.optim.Adam(model.audio_identity.head.parameters(), lr=cfg.encoder_lr)
     ema = {k: v.detach().clone() for k, v in model.generator.state_dict().items()}
-    start = 0
-    restored = checkpoint.load_latest(out / "checkpoints", head, {"g": opt}, ema)
-    if restored:
-        start = restored[0]
-        _truncate_logs(out, start)
+    start = resume(out, head, {"g": opt}, ema)
     total = cfg.steps.voices
     stop = min(total, max_steps) if max_steps is not None else total
     seconds = 0.0
