@@ -36,6 +36,16 @@ def _span(inner, frames: int, n_mels: int, device, lo: int, hi: int) -> torch.Te
     return F.pad(mel, (a - lo, hi - b), value=math.log(LOG_FLOOR)) if (a - lo or hi - b) else mel
 
 
+def frame_windows(src: MelSource, audio: AudioConfig, fps: float, start: int, stop: int) -> torch.Tensor:
+    """(stop-start, n_mels, content_window) mel windows centred on video frames [start, stop) at `fps`: what
+    E_s^a hears for each frame (`talk`, and the stages that teach it); frames past the audio hear silence."""
+    half = audio.content_window // 2
+    mel_rate = audio.sample_rate / audio.hop_length
+    centres = [int(round((i + 0.5) / fps * mel_rate)) - half for i in range(start, stop)]
+    span = src.span(centres[0], centres[-1] + audio.content_window)
+    return torch.stack([span[:, c - centres[0] : c - centres[0] + audio.content_window] for c in centres])
+
+
 class MemoryMel:
     """A whole clip's mel, already computed."""
 

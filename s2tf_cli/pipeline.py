@@ -27,7 +27,7 @@ from .face_track import face_crops, is_video
 from .faces import find_face
 from .gallery_index import Match, Skipped  # noqa: F401  (part of the API)
 from .hub import WeightsSource, load_model, resolve
-from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel
+from .mel_source import DecodedVoice, MelSource, MemoryMel, StreamedMel, frame_windows
 from .models.inference import fold_batchnorm, use_inference_path
 from .models.mel import LOG_FLOOR
 from .models.s2tf import S2TFModel, slerp, turn
@@ -232,13 +232,7 @@ class S2TF:
     def content_windows(self, mel: torch.Tensor | MelSource, fps: float, start: int, stop: int) -> torch.Tensor:
         """(stop-start, n_mels, window) mel windows centred on video frames [start, stop); frames past
         the audio hear silence."""
-        a = self.cfg.audio
-        src = MemoryMel(mel) if isinstance(mel, torch.Tensor) else mel
-        half = a.content_window // 2
-        mel_rate = a.sample_rate / a.hop_length
-        centres = [int(round((i + 0.5) / fps * mel_rate)) - half for i in range(start, stop)]
-        span = src.span(centres[0], centres[-1] + a.content_window)
-        return torch.stack([span[:, c - centres[0] : c - centres[0] + a.content_window] for c in centres])
+        return frame_windows(MemoryMel(mel) if isinstance(mel, torch.Tensor) else mel, self.cfg.audio, fps, start, stop)
 
     def silence_content(self) -> torch.Tensor:
         """f_s^a of silence: the closed-mouth, neutral content feature."""

@@ -297,6 +297,16 @@ def train_cmd(
             "--voiceset", help="Voice set (`s2tf data voices`) for a recipe's voice stage (overrides the config)."
         ),
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option("--teacher", help="Weights whose drawn mouths teach a recipe's mouth-teacher stage (overrides)."),
+    ] = None,
+    voices: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--voices", help="Voice folder (s2f, LibriSpeech or RAVDESS layout) for a mouth-teacher stage; repeatable."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train the three stages (visual, audio-visual sync, finetune); resumes from the run folder."""
@@ -313,7 +323,7 @@ def train_cmd(
         return _train_baseline(config, out, corpus, max_steps, cpu, seed)
     try:
         given = {"corpus": corpus, "init": init, "seed": seed, "extra_faces": extra_faces, "faceset": faceset,
-                 "voiceset": voiceset}  # fmt: skip
+                 "voiceset": voiceset, "teacher": teacher, "voices": [str(v) for v in voices] if voices else None}  # fmt: skip
         cfg = TrainConfig.load(
             config, {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None}
         )
@@ -324,6 +334,14 @@ def train_cmd(
             raise UsageError(f"{cfg.faceset or '(no faceset)'}: not a face set (run `s2tf data faces`)")
         if cfg.steps.voices and (not cfg.voiceset or not (Path(cfg.voiceset) / "dvectors.npy").is_file()):
             raise UsageError(f"{cfg.voiceset or '(no voiceset)'}: not a voice set (run `s2tf data voices`)")
+    elif cfg.steps.mouth_teacher:
+        if not cfg.init or not cfg.teacher:
+            raise UsageError(f"{config}: the mouth-teacher stage needs --init (weights with a mouth entry) and --teacher")
+        if not cfg.voices:
+            raise UsageError(f"{config}: the mouth-teacher stage needs --voices (a voice folder)")
+        for folder in cfg.voices:
+            if not Path(folder).is_dir():
+                raise UsageError(f"{folder}: no such voice folder")
     elif not cfg.corpus or not is_corpus(cfg.corpus):
         raise UsageError(f"{cfg.corpus or '(no corpus)'}: not a prepared corpus (run `s2tf data prepare`)")
     if cfg.extra_face_share > 0 and not is_corpus(cfg.extra_faces):

@@ -81,6 +81,8 @@ class StageSteps:
     faces: int = 0  # a run of its own: the GAN on face photos (`faceset`); the others must be 0
     voices: int = 0  # a run of its own after `faces`: E_id^a's head on real voices (`voiceset`), all else frozen
     pose_reader: int = 0  # a run of its own after `faces`: the head-pose reader on the face set's pose labels
+    mouth_teacher: int = 0  # a run of its own after the mouth stage: E_s^a's mouth entry learns a teacher's drawn
+    # mouths on real voices (training/mouth_teacher_stage.py)
     visual: int = 2000  # stage 1: E_id^v, E_ir^v, G, D reconstruct frames
     sync: int = 1000  # stage 2: E_id^a, E_s^a synchronised to the frozen visual encoders
     finetune: int = 500  # stage 3: everything, driven by audio features
@@ -129,6 +131,11 @@ class TrainConfig:
     voice_shift: bool = False  # voice stage: measure ModelConfig.voice_shift at its end
     pose_reader: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 256])  # pose-reader stage: its widths
     # (ModelConfig.pose_reader), one halving of the crop each: 64 px -> a 2x2 map, flattened
+    teacher: str = ""  # mouth-teacher stage: weights (folder, registry name or Hub id) whose drawn mouths teach
+    voices: list[str] = field(default_factory=list)  # mouth-teacher stage: voice folders (s2f, LibriSpeech or
+    # RAVDESS layout) whose training people's clips the teacher speaks
+    teacher_clips_per_person: int = 10  # mouth-teacher stage: at most this many clips of one person
+    teacher_dev_share: float = 0.05  # mouth-teacher stage: share of the training people held out to score it
     voice_dev_people: int = 0  # voice stage: this many training people with a photo are held out of its
     # training and scored in place of the validation people, so its recipe is chosen without looking at them
     target_pose: bool = False  # stage 3, for weights with pose entries (model.pose_scale) and E_ir^v frozen:
@@ -165,7 +172,7 @@ class TrainConfig:
             raise ConfigError(f"train config 'discriminator_warmup' must be >= 0, not {self.discriminator_warmup}")
         if self.audio_identity_init and self.model.audio_identity.backbone != "ge2e":
             raise ConfigError("train config 'audio_identity_init' needs model.audio_identity.backbone 'ge2e'")
-        own = [k for k in ("identity", "faces", "voices", "pose_reader") if getattr(self.steps, k)]
+        own = [k for k in ("identity", "faces", "voices", "pose_reader", "mouth_teacher") if getattr(self.steps, k)]
         if own and (len(own) > 1 or self.steps.visual or self.steps.sync or self.steps.finetune):
             raise ConfigError(f"train config: 'steps.{own[0]}' is a run of its own; set the other stages to 0")
         if self.reinit and not self.init:

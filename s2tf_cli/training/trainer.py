@@ -147,6 +147,10 @@ def train(
         from .pose_reader_stage import train_pose_reader_stage
 
         return train_pose_reader_stage(cfg, out, max_steps, cpu, progress)
+    if cfg.steps.mouth_teacher:
+        from .mouth_teacher_stage import train_mouth_teacher_stage
+
+        return train_mouth_teacher_stage(cfg, out, max_steps, cpu, progress)
     accelerator = make_accelerator(cpu, cfg.precision)
     precision = "bf16" if accelerator.mixed_precision == "bf16" else "fp32"
     log.info("training on %s in %s", accelerator.device, precision)
