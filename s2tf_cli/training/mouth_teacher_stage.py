@@ -97,6 +97,8 @@ def read_teacher(cfg: TrainConfig, model: S2TFModel, folder: Path) -> list[Path]
         log.info("mouth teacher: reading %s's mouths on %d of %d clips", cfg.teacher, len(todo), len(clips))
     model.eval()
     for i in todo:
+        if paths[i].is_file():  # another process reading the same clips got here first
+            continue
         clip = clips[i]
         wave = audio_io.load_audio(clip.path, model.cfg.audio.sample_rate)
         reading = mouth_readings(teacher, model, wave)
