@@ -108,3 +108,24 @@ def test_mouth_teacher_stage_refuses_weights_without_a_mouth_entry_and_missing_o
     result = CliRunner().invoke(app, base + ["--teacher", str(tiny_weights), "--voices", str(tmp_path / "nowhere")])
     assert result.exit_code != 0 and "nowhere: no such voice folder" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_clip_the_teacher_cannot_speak_is_skipped_once(mouthed_weights, tiny_weights, tmp_path, caplog):
+    import soundfile as sf
+    from conftest import speechlike
+
+    from s2tf_cli.hub import load_model, resolve
+    from s2tf_cli.training.mouth_teacher_stage import read_teacher
+
+    root = tmp_path / "librispeech"
+    root.mkdir()
+    sf.write(root / "0-1-0000.flac", speechlike(2.0, seed=3), 16000)
+    sf.write(root / "1-1-0000.flac", np.zeros(32000, np.float32), 16000)  # silence: no speech found
+    (root / "speakers.csv").write_text("file,speaker,gender,seconds\n0-1-0000.flac,0,m,2.0\n1-1-0000.flac,1,f,2.0\n")
+    cfg = _recipe(mouthed_weights, tiny_weights, [root])
+    model = load_model(resolve(str(mouthed_weights)))
+    files = read_teacher(cfg, model, tmp_path / "teacher")
+    assert [str(np.load(f)["person"]) for f in files] == ["librispeech-0"]
+    assert "1-1-0000.flac skipped: no speech found" in caplog.text
+    assert len(list((tmp_path / "teacher").glob("*.npz"))) == 2  # the skip is remembered, not retried
+    assert read_teacher(cfg, model, tmp_path / "teacher") == files

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..mel_source import MemoryMel, frame_windows
 from ..models.mel import LOG_FLOOR
 from ..models.s2tf import S2TFModel
@@ -82,7 +83,8 @@ def mouth_readings(teacher, model: S2TFModel, wave: np.ndarray) -> np.ndarray:
 
 
 def read_teacher(cfg: TrainConfig, model: S2TFModel, folder: Path) -> list[Path]:
-    """One file per training clip in `folder` (mel, reading), made once: a stopped run keeps what it read."""
+    """One file per training clip in `folder` (mel, reading), made once: a stopped run keeps what it read. The
+    files of clips the teacher can speak (not those with no speech found)."""
     from .. import audio as audio_io
     from ..pipeline import S2TF
 
@@ -101,14 +103,21 @@ def read_teacher(cfg: TrainConfig, model: S2TFModel, folder: Path) -> list[Path]
             continue
         clip = clips[i]
         wave = audio_io.load_audio(clip.path, model.cfg.audio.sample_rate)
-        reading = mouth_readings(teacher, model, wave)
+        tmp = paths[i].with_suffix(".tmp.npz")
+        try:
+            reading = mouth_readings(teacher, model, wave)
+        except InputError as exc:  # e.g. no speech found: kept as an empty file, so a resumed run skips it too
+            log.warning("mouth teacher: %s skipped: %s", clip.path, str(exc).split(": ", 1)[-1])
+            np.savez(tmp, mel=np.zeros((model.cfg.audio.n_mels, 0), np.float16), reading=np.zeros(0, np.float32),
+                     person=np.array(clip.person))  # fmt: skip
+            tmp.replace(paths[i])
+            continue
         with torch.no_grad():  # as `talk` hears it: loudness-normalised
             mel = model.mel(torch.from_numpy(audio_io.normalize_loudness(wave)))[0]
-        tmp = paths[i].with_suffix(".tmp.npz")
         np.savez(tmp, mel=mel.numpy().astype(np.float16), reading=reading.astype(np.float32),
                  person=np.array(clip.person))  # fmt: skip
         tmp.replace(paths[i])
-    return paths
+    return [p for p in paths if len(np.load(p)["reading"])]
 
 
 def silence_entry(model: S2TFModel) -> float:
@@ -176,6 +185,7 @@ def train_mouth_teacher_stage(
     cfg.model = model.cfg
     cfg.save(out / "train_config.json")
     files = read_teacher(cfg, model, out / "teacher")
+    skipped = len([p for p in (out / "teacher").glob("*.npz") if not p.name.endswith(".tmp.npz")]) - len(files)
     loaded = [np.load(p) for p in files]
     mels = [torch.from_numpy(z["mel"].astype(np.float32)) for z in loaded]
     people = [str(z["person"]) for z in loaded]
@@ -232,7 +242,8 @@ def train_mouth_teacher_stage(
                             {"stage_seconds": {"mouth_teacher": seconds}, "init_steps": model.cfg.trained_steps},
                             keep=cfg.keep_checkpoints)  # fmt: skip
     summary = {"steps": stop, "total_steps": total, "stage_seconds": {"mouth_teacher": seconds}, "init": cfg.init,
-               "teacher": cfg.teacher, "device": "cpu", "clips": len(train_idx), "frames": int(len(frames)),
+               "teacher": cfg.teacher, "device": "cpu", "clips": len(train_idx), "skipped": skipped,
+               "frames": int(len(frames)),
                "dev_clips": len(dev), "scale": scale, "rest": rest, "last": {"loss": float(loss.detach())},
                "dev_fidelity": fidelity(model, dev_clips)}  # fmt: skip
     if before is not None:
