@@ -73,7 +73,10 @@ def test_mouth_teacher_stage_trains_resumes_and_changes_only_e_s(mouthed_weights
     # the frames the teacher drew: 25 fps over the clip (3.5 s or 4 s)
     assert len(first["reading"]) in (88, 100)
     rows = (tmp_path / "whole" / "metrics-mouth_teacher.csv").read_text().splitlines()
-    assert len(rows) == 7 and rows[0].startswith("step,stage,phase,seconds,loss,lr")
+    assert len(rows) == 7 and rows[0] == "step,stage,phase,seconds,loss,lr,dev_fidelity"
+    scored = [r.split(",")[-1] for r in rows[1:]]
+    assert [bool(x) for x in scored] == [False, False, True, False, False, True]  # sample_every 3
+    assert np.isfinite(float(scored[-1]))
     # stopped after 3 steps and resumed (the teacher's readings kept): the same E_s^a as the run that never stopped
     assert train(_recipe(mouthed_weights, tiny_weights, voices), tmp_path / "parts", max_steps=3)["steps"] == 3
     stamp = [p.stat().st_mtime_ns for p in sorted((tmp_path / "parts" / "teacher").glob("*.npz"))]

@@ -96,7 +96,9 @@ def test_pose_reader_stage_trains_resumes_exports_and_reads_references(posed_wei
     whole = train(_recipe(posed_weights, posed_faceset), tmp_path / "whole")
     assert summary_ok(whole) and whole["steps"] == 6 and whole["labelled_photos"] > 0
     rows = (tmp_path / "whole" / "metrics-pose_reader.csv").read_text().splitlines()
-    assert len(rows) == 7 and rows[0].startswith("step,stage,phase,seconds,loss,lr")
+    assert len(rows) == 7 and rows[0].startswith("step,stage,phase,seconds,loss,lr,val_photos,val_yaw_corr,")
+    yaw = rows[0].split(",").index("val_yaw_corr")
+    assert [bool(r.split(",")[yaw]) for r in rows[1:]] == [False, False, True, False, False, True]  # sample_every 3
     # stopped after 3 steps and resumed: the same reader as the run that never stopped
     assert train(_recipe(posed_weights, posed_faceset), tmp_path / "parts", max_steps=3)["steps"] == 3
     train(_recipe(posed_weights, posed_faceset), tmp_path / "parts")

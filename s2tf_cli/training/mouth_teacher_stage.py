@@ -232,8 +232,8 @@ def train_mouth_teacher_stage(
         if done % cfg.log_every == 0 or done == stop:
             row = {"step": done, "stage": "mouth_teacher", "phase": "", "seconds": round(seconds, 3),
                    "loss": round(float(loss.detach()), 5), "lr": lr}  # fmt: skip
-            if cfg.sample_every and (done % cfg.sample_every == 0 or done == stop):
-                row["dev_fidelity"] = round(fidelity(model, dev_clips), 4)
+            scored = cfg.sample_every and (done % cfg.sample_every == 0 or done == stop)
+            row["dev_fidelity"] = round(fidelity(model, dev_clips), 4) if scored else ""  # one header for every row
             _append_csv(out / "metrics-mouth_teacher.csv", row)
             if progress:
                 progress(done, stop, {**row, "loss_g": row["loss"]})

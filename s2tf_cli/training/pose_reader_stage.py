@@ -30,6 +30,7 @@ from .face_batches import FaceSet
 
 log = logging.getLogger(__name__)
 
+VAL_COLUMNS = ("val_photos", *(f"val_{n}_corr{e}" for n in ("yaw", "pitch", "roll") for e in ("", "_encoder")))
 MARGIN = 1.25  # the face set is read at this multiple of the model's size, so a zoomed-out view has real pixels
 WARMUP = 0.05  # share of the steps over which the learning rate rises; it then falls to 0 on a cosine
 
@@ -178,6 +179,7 @@ def train_pose_reader_stage(
         if done % cfg.log_every == 0 or done == stop:
             row = {"step": done, "stage": "pose_reader", "phase": "", "seconds": round(seconds, 3),
                    "loss": round(float(loss.detach()), 5), "lr": lr}  # fmt: skip
+            row.update(dict.fromkeys(VAL_COLUMNS, ""))  # one header for every row: scored ones fill it
             if cfg.sample_every and (done % cfg.sample_every == 0 or done == stop):
                 row.update(validation_metrics(model, val))
             _append_csv(out / "metrics-pose_reader.csv", row)
