@@ -463,16 +463,21 @@ class S2TF:
         seed: int | None = None,
         on_frames: Callable[[int], None] | None = None,
         motion: str = "natural",
+        size: int | None = None,
     ) -> int:
         """Write a lip-synced MP4 with the voice muxed in; returns the number of frames. The voice is
         decoded once to a temporary WAV and streamed from there (any length, flat memory);
-        `on_frames` hears the frame count before rendering starts."""
+        `on_frames` hears the frame count before rendering starts. `size`: the video's side in pixels
+        (default the model's), each frame resized (bicubic up, area down)."""
         import tempfile
 
         from .video import write_mp4
 
         if not (0 < fps <= 120):
             raise UsageError(f"--fps must be between 0 and 120, not {fps}")
+        side = self.cfg.image_size if size is None else size
+        if not (16 <= side <= 4096) or side % 2:
+            raise UsageError(f"--size must be an even number of pixels between 16 and 4096, not {size}")
         with tempfile.TemporaryDirectory(prefix="s2tf-") as tmpdir:
             decoded = DecodedVoice.open(voice, Path(tmpdir), self.cfg.audio)
             n_frames, frames = self.talk_frames(decoded, pose, fps, aligned_pose=aligned_pose, seed=seed, motion=motion)
@@ -481,13 +486,13 @@ class S2TF:
 
             def counted() -> Iterator[np.ndarray]:
                 for frame in frames:
-                    yield frame
+                    yield images.resize(frame, side)
                     if progress:
                         progress(1)
 
             with atomic_path(output) as tmp:  # the muxed track is exactly the decoded voice we heard
                 meta = provenance(self.weights_label, "talk")
-                return write_mp4(tmp, counted(), self.cfg.image_size, fps, decoded.path, meta)
+                return write_mp4(tmp, counted(), side, fps, decoded.path, meta)
 
     def retrieve(
         self,

@@ -112,6 +112,19 @@ def test_talk_end_to_end_mp4(tiny_weights, voices, pose_image, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"], "no temporary files left"
 
 
+def test_talk_size_resizes_the_video_and_refuses_odd_or_streamed_sizes(tiny_weights, voices, tmp_path):
+    out = tmp_path / "big.mp4"
+    result = run("talk", voices["low"], "-o", out, "-w", tiny_weights, "--size", 96, "--motion", "none")
+    assert result.exit_code == 0, result.stderr
+    info, frames = _probe(out)
+    assert re.search(r"Video: h264.*96x96", info) and frames == math.ceil(sf.info(voices["low"]).duration * 25)
+    for args, says in (([ "-o", tmp_path / "odd.mp4", "--size", 97], "--size must be an even number of pixels"),
+                       (["--stream", "--size", 96], "--size is for an MP4 file")):  # fmt: skip
+        voice = "-" if "--stream" in args else voices["low"]
+        one_error_line(run("talk", voice, *args, "-w", tiny_weights), 2, says)
+    assert not (tmp_path / "odd.mp4").exists()
+
+
 def _pose_video(path, pose_image, frames: int = 12) -> None:
     """A short 25 fps video of the example face sliding sideways and back (the head moves in frame)."""
     import imageio_ffmpeg

@@ -117,6 +117,9 @@ def talk(
         ),
     ] = None,
     fps: Annotated[float, typer.Option("--fps", help="Video frame rate.")] = 25.0,
+    size: Annotated[
+        int | None, typer.Option("--size", help="The MP4's side in pixels, even (default: the model's).")
+    ] = None,
     motion: Annotated[
         str,
         typer.Option(
@@ -160,6 +163,8 @@ def talk(
             raise UsageError("--stream reads the voice from stdin: give '-' as the voice, and --stream with it")
         if pose is not None and not pose.is_file():
             raise UsageError(f"{pose}: no such file")
+        if size is not None:
+            raise UsageError("--size is for an MP4 file; --stream writes frames at the model's size")
         if stream_format not in ("rgb24", "mp4"):
             raise UsageError(f"--stream-format must be rgb24 or mp4, not {stream_format!r}")
         return _talk_stream(pose, fps, seed, weights, device, precision, stream_format, motion)
@@ -170,12 +175,15 @@ def talk(
         raise UsageError(f"{pose}: no such file")
     if not (0 < fps <= 120):
         raise UsageError(f"--fps must be between 0 and 120, not {fps}")
+    if size is not None and (not (16 <= size <= 4096) or size % 2):
+        raise UsageError(f"--size must be an even number of pixels between 16 and 4096, not {size}")
     check_output(output, (".mp4",))
     model = _load(weights, device, precision=precision)
     with _progress() as bar:
         task = bar.add_task("reading the voice", total=None)
         frames = model.talk(
-            voice, output, pose=pose, fps=fps, seed=seed, motion=motion, progress=lambda n: bar.advance(task, n),
+            voice, output, pose=pose, fps=fps, seed=seed, motion=motion, size=size,
+            progress=lambda n: bar.advance(task, n),
             on_frames=lambda n: bar.update(task, total=n, description="rendering frames"),
         )  # fmt: skip
     typer.echo(str(output))
