@@ -129,6 +129,19 @@ def shift_gaze(frame: np.ndarray, gaze: float) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def lid_colour(img: np.ndarray, x: float, y: float, half_w: float, half_h: float) -> np.ndarray:
+    """The skin colour a lid is drawn in: the median of a band above the eye or of one below it (the cheek),
+    whichever is brighter. Above alone, a brow, a glasses' rim or hair over a turned head gave a dark lid, a
+    smear where a blink should be."""
+    cols = slice(max(0, round(x - half_w / 2)), round(x + half_w / 2) + 1)
+    bands = [img[max(0, round(y - 3 * half_h)) : max(1, round(y - 1.5 * half_h)), cols],
+             img[round(y + 1.5 * half_h) : round(y + 3 * half_h) + 1, cols]]  # fmt: skip
+    medians = [np.median(b.reshape(-1, 3), axis=0) for b in bands if b.size]
+    if not medians:
+        return img[round(y), round(x)]
+    return max(medians, key=lambda c: float(c.mean()))
+
+
 def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
     """The frame (H, W, 3 uint8, the model's face crop) with both upper lids lowered by `closure`."""
     import cv2
@@ -148,9 +161,7 @@ def close_eyes(frame: np.ndarray, closure: float) -> np.ndarray:
         inside = ellipse <= 1.0
         edge = y - half_h + 2 * half_h * closure  # where the lid's edge has come down to
         lid = inside & (yy <= edge)
-        band = img[max(0, round(y - 3 * half_h)) : max(1, round(y - 1.5 * half_h)),
-                   max(0, round(x - half_w / 2)) : round(x + half_w / 2) + 1]  # fmt: skip
-        colour = np.median(band.reshape(-1, 3), axis=0) if band.size else img[round(y), round(x)]
+        colour = lid_colour(img, x, y, half_w, half_h)
         cover[lid] = 1.0
         skin[ellipse <= 2.0] = colour  # past the lid too: its soft edge blends into skin, not black
         lash[inside & (np.abs(yy - edge) <= max(0.6, size / 128))] = 1.0

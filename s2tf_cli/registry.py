@@ -20,15 +20,23 @@ class RegistryEntry:
     description: str = ""
 
 
-DEFAULT_WEIGHTS = "s2tf-cpu"
+DEFAULT_WEIGHTS = "s2tf-real"
 
 REGISTRY: dict[str, RegistryEntry] = {
+    "s2tf-real": RegistryEntry(
+        name="s2tf-real",
+        repo_id="s2tf/s2tf-real",
+        embedded="s2tf-real",
+        sha256="7a69912b716dec7c3315906096f4465678b49202ab68b8f1eb9753de8d13cae9",
+        description="cpu-real preset (64 px), trained by this project on real people's photos and voices; the default",
+    ),
     "s2tf-cpu": RegistryEntry(
         name="s2tf-cpu",
         repo_id="s2tf/s2tf-cpu",
         embedded="s2tf-cpu",
         sha256="aab1fbaf22fa81fcab05c3366615e89222be97a66eddc92ce472591c626883a7",
-        description="CPU preset (128 px), trained by this project; the default",
+        description="CPU preset (128 px) trained on synthesised corpora; the previous default, and the mouth "
+        "teacher of s2tf-real's last stage",
     ),
     "syncnet-cpu": RegistryEntry(
         name="syncnet-cpu",

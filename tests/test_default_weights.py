@@ -1,4 +1,5 @@
-"""The weights that ship with the package (weights/s2tf-cpu): installed, checksummed, carded, usable."""
+"""The weights that ship with the package (weights/s2tf-real, the default; weights/s2tf-cpu, the previous one):
+installed, checksummed, carded, usable."""
 
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def test_default_is_a_trained_cpu_model_with_a_card(monkeypatch):
     monkeypatch.delenv("S2TF_WEIGHTS", raising=False)
     source = resolve(None)
     model = load_model(source)
-    assert model.cfg.preset in ("cpu", "cpu-ge2e") and model.cfg.image_size >= 128
+    assert model.cfg.preset == "cpu-real" and model.cfg.image_size >= 64
+    assert model.cfg.pose_scale and model.mouth_entry is not None and model.pose_reader is not None
     assert model.cfg.trained_steps > 0, "never ship untrained weights"
     card = (source.folder / "README.md").read_text()
     assert "non-commercial" in card and "estimate" in card and "## Training" in card
@@ -73,7 +75,7 @@ def test_one_loader_loads_every_shipped_kind_by_name_and_says_what_it_is(tmp_pat
     from s2tf_cli.hub import folder_info, model_type
     from s2tf_cli.pipeline import S2TF
 
-    kinds = {"s2tf-cpu": (S2TF, "s2tf"), "voice2face-cpu": (Voice2FacePipeline, "voice2face"),
+    kinds = {"s2tf-real": (S2TF, "s2tf"), "s2tf-cpu": (S2TF, "s2tf"), "voice2face-cpu": (Voice2FacePipeline, "voice2face"),
              "syncnet-cpu": (SyncNet, "syncnet")}  # fmt: skip
     assert set(kinds) == set(REGISTRY)  # every shipped model is in the registry
     for name, (cls, kind) in kinds.items():

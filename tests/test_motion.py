@@ -226,6 +226,28 @@ def test_close_eyes_draws_lids_over_the_eyes_only():
     assert frame[:, :, 0].sum() < half[:, :, 0].sum() < shut[:, :, 0].sum() + 3 * 255  # lids come down by degrees
 
 
+def test_a_lid_under_a_dark_brow_takes_the_cheeks_skin_not_the_brows_colour():
+    from s2tf_cli.eyes import EYES, close_eyes
+
+    size = 64
+    frame = np.full((size, size, 3), 190, np.uint8)  # skin
+    for x, y in EYES:
+        cx, cy = round(x * size), round(y * size)
+        frame[cy - 1 : cy + 2, cx - 3 : cx + 4] = 30  # the eye
+        frame[cy - 7 : cy - 2, cx - 6 : cx + 7] = 10  # a thick black brow (or a glasses' rim, or hair) above it
+    shut = close_eyes(frame, 1.0)
+    for x, y in EYES:
+        cx, cy = round(x * size), round(y * size)
+        assert shut[cy, cx].mean() > 140  # skin-coloured, not the brow's black
+    dark_cheek = frame.copy()
+    dark_cheek[round(0.45 * size) :] = 60  # a shadow below the eyes: the band above is the brighter one
+    dark_cheek[: round(0.2 * size)] = 190
+    for x, y in EYES:
+        cx, cy = round(x * size), round(y * size)
+        dark_cheek[cy - 7 : cy - 2, cx - 6 : cx + 7] = 190
+    assert close_eyes(dark_cheek, 1.0)[round(EYES[0][1] * size), round(EYES[0][0] * size)].mean() > 140
+
+
 def test_info_says_whether_the_head_can_move(posed_weights, tiny_weights):
     result = runner.invoke(app, ["info", "-w", str(posed_weights)])
     assert result.exit_code == 0

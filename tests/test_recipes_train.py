@@ -78,6 +78,19 @@ def posed_real_weights(tmp_path_factory, real_weights) -> Path:
 
 
 @pytest.fixture(scope="module")
+def mouthed_real_weights(tmp_path_factory, posed_real_weights) -> Path:
+    """`posed_real_weights` with a mouth entry after the pose entries (what the mouth-teacher stage continues)."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("w") / "cpu-real-mouthed"
+    shutil.copytree(posed_real_weights, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["mouth_center"], cfg["mouth_scale"] = 0.08, 0.1
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+@pytest.fixture(scope="module")
 def real_voiceset(tmp_path_factory, s2f_tree, libri_tree, face_folders, real_weights) -> Path:
     from s2tf_cli.data.voiceset import build_voiceset
     from s2tf_cli.hub import load_model, resolve
@@ -146,6 +159,9 @@ def test_every_recipe_warm_starts_and_takes_a_step(name, prepared_corpus, facese
         faceset = request.getfixturevalue("posed_faceset")
     if recipe.get("steps", {}).get("pose_reader"):  # it continues weights whose f_ir carries pose entries
         real_weights = request.getfixturevalue("posed_real_weights")
+    if recipe.get("steps", {}).get("mouth_teacher"):  # weights with a mouth entry; the teacher speaks real voices
+        real_weights = request.getfixturevalue("mouthed_real_weights")
+        args += ["--voices", str(request.getfixturevalue("s2f_tree"))]
     data = {"corpus": prepared_corpus, "faceset": faceset, "voiceset": real_voiceset, "extra_faces": photos}
     for key, folder in data.items():
         if recipe.get(key) is not None or (key == "extra_faces" and recipe.get("extra_face_share")):

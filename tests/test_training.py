@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from s2tf_cli.cli import app
 from s2tf_cli.config import ConfigError, preset
-from s2tf_cli.training.config import TrainConfig
+from s2tf_cli.training.config import OWN_RUNS, TrainConfig
 from s2tf_cli.training.stages import stage_at
 from s2tf_cli.training.trainer import train
 
@@ -223,7 +223,7 @@ def test_shipped_recipes_load(name):
     cfg = TrainConfig.load(RECIPES / name, {"init": "weights"} if name in INIT_FROM_COMMAND_LINE else None)
     assert cfg.model.preset in ("cpu", "cpu-ge2e", "cpu-real", "paper")
     steps = (cfg.steps.visual, cfg.steps.sync, cfg.steps.finetune)
-    own = cfg.steps.identity + cfg.steps.faces + cfg.steps.voices + cfg.steps.pose_reader
+    own = sum(getattr(cfg.steps, k) for k in OWN_RUNS)
     assert min(steps) >= 0 and sum(steps) + own > 0
     if cfg.reinit:  # a part that starts afresh needs weights to start the rest from
         assert cfg.init

@@ -10,6 +10,8 @@ from typing import Any
 
 from ..config import ConfigError, ModelConfig, _build, preset, save_json
 
+# stages that are a run of their own (`steps.<name>`; the three paper stages at 0 beside them)
+OWN_RUNS = ("identity", "faces", "voices", "pose_reader", "mouth_teacher")
 MODEL_PARTS = ("audio_identity", "audio_content", "visual_identity", "visual_irrelevant", "centroids", "generator")
 
 
@@ -172,7 +174,7 @@ class TrainConfig:
             raise ConfigError(f"train config 'discriminator_warmup' must be >= 0, not {self.discriminator_warmup}")
         if self.audio_identity_init and self.model.audio_identity.backbone != "ge2e":
             raise ConfigError("train config 'audio_identity_init' needs model.audio_identity.backbone 'ge2e'")
-        own = [k for k in ("identity", "faces", "voices", "pose_reader", "mouth_teacher") if getattr(self.steps, k)]
+        own = [k for k in OWN_RUNS if getattr(self.steps, k)]
         if own and (len(own) > 1 or self.steps.visual or self.steps.sync or self.steps.finetune):
             raise ConfigError(f"train config: 'steps.{own[0]}' is a run of its own; set the other stages to 0")
         if self.reinit and not self.init:
