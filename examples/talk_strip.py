@@ -29,7 +29,7 @@ def main() -> None:
     shut = np.flatnonzero(np.asarray(lids) > 0.9)
     first = int(shut[0]) if len(shut) else n // 2
     start = max(0, min(first - args.frames // 2, n - args.frames))
-    rows = [frames[:: 8][: args.frames], frames[start : start + args.frames]]
+    rows = [frames[::8][: args.frames], frames[start : start + args.frames]]
     pad = np.full((TILE, TILE, 3), 255, np.uint8)
     strip = np.concatenate([np.concatenate(r + [pad] * (args.frames - len(r)), 1) for r in rows], 0)
     import cv2

@@ -22,7 +22,9 @@ from s2tf_cli.training.mouth_teacher_stage import targets, teacher_clips
 @pytest.fixture(scope="module")
 def mouthed_weights(tiny_weights, tmp_path_factory) -> Path:
     """The tiny model, its config saying that f_ir carries pose entries and, after them, a mouth entry."""
-    out = with_pose_entries(tiny_weights, tmp_path_factory.mktemp("mouthed") / "tiny-mouth", [0, 0, 0], [0.2, 0.1, 0.05])
+    out = with_pose_entries(
+        tiny_weights, tmp_path_factory.mktemp("mouthed") / "tiny-mouth", [0, 0, 0], [0.2, 0.1, 0.05]
+    )
     cfg = json.loads((out / "config.json").read_text())
     cfg["mouth_center"], cfg["mouth_scale"] = 0.1, 0.05
     (out / "config.json").write_text(json.dumps(cfg))

@@ -336,7 +336,9 @@ def train_cmd(
             raise UsageError(f"{cfg.voiceset or '(no voiceset)'}: not a voice set (run `s2tf data voices`)")
     elif cfg.steps.mouth_teacher:
         if not cfg.init or not cfg.teacher:
-            raise UsageError(f"{config}: the mouth-teacher stage needs --init (weights with a mouth entry) and --teacher")
+            raise UsageError(
+                f"{config}: the mouth-teacher stage needs --init (weights with a mouth entry) and --teacher"
+            )
         if not cfg.voices:
             raise UsageError(f"{config}: the mouth-teacher stage needs --voices (a voice folder)")
         for folder in cfg.voices:
