@@ -111,6 +111,12 @@ def test_pose_reader_stage_trains_resumes_exports_and_reads_references(posed_wei
     folder = export(tmp_path / "whole", tmp_path / "exported")
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["pose_reader"] == [8, 16] and cfg["pose_scale"] == POSE["scale"] and len(cfg["pose_render"]) == 3
+    # a later stage continuing these weights keeps the reader (its recipe's model does not state one)
+    from s2tf_cli.training.trainer import inherit_pose
+
+    later = TrainConfig(model=preset("tiny"), init=str(folder))
+    inherit_pose(later)
+    assert later.model.pose_reader == [8, 16] and later.model.pose_scale == POSE["scale"]
     before = load_file(str(posed_weights / "model.safetensors"))
     after = load_file(str(folder / "model.safetensors"))
     assert set(after) - set(before) == {k for k in after if k.startswith("pose_reader.")}

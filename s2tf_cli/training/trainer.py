@@ -298,8 +298,8 @@ def train(
 def inherit_pose(cfg: TrainConfig) -> None:
     """A recipe continuing weights whose f_ir carries pose entries (a pose-taught GAN stage) keeps their
     meaning in its own model config, so every later export still says where pose is; likewise the voice
-    stage's `voice_shift`."""
-    if not cfg.init or (cfg.model.pose_scale and cfg.model.voice_shift):
+    stage's `voice_shift` and a pose-reader stage's reader (a later stage keeps it as it is)."""
+    if not cfg.init or (cfg.model.pose_scale and cfg.model.voice_shift and cfg.model.pose_reader):
         return
     from ..config import ModelConfig
     from ..hub import resolve
@@ -311,6 +311,8 @@ def inherit_pose(cfg: TrainConfig) -> None:
         cfg.model.pose_render = list(theirs.pose_render)
     if not cfg.model.voice_shift:
         cfg.model.voice_shift = list(theirs.voice_shift)
+    if not cfg.model.pose_reader:
+        cfg.model.pose_reader = list(theirs.pose_reader)
 
 
 def warm_start(module: TrainingModule, ema: dict[str, torch.Tensor], weights: str, reinit: list[str] = ()) -> int:
