@@ -401,6 +401,15 @@ def test_eval_people_scores_the_validation_people_with_every_figure(validation_t
     assert Image.open(grid).size[0] > Image.open(grid).size[1]  # 4 people across, photo row over 2 model rows
 
 
+def test_variety_counts_only_pairs_of_different_people():
+    from s2tf_cli.evaluation.real_people import mean_pairwise_distance
+
+    v = np.array([[0.0, 0.0], [0.0, 0.0], [3.0, 4.0]])  # two faces of one person, one of another
+    assert mean_pairwise_distance(v) == pytest.approx(10 / 3)  # every pair: 0, 5, 5
+    assert mean_pairwise_distance(v, np.array([0, 0, 1])) == pytest.approx(5.0)  # only the pairs across people
+    assert np.isnan(mean_pairwise_distance(v, np.array([1, 1, 1])))
+
+
 def test_eval_people_checks_the_sync_expert_before_scoring(validation_tree, tmp_path):
     args = ["eval-people", "--s2f", str(validation_tree["s2f"]), "--syncnet", str(tmp_path)]
     result = runner.invoke(app, args)
