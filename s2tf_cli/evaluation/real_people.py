@@ -183,7 +183,9 @@ def evaluate_people(s2tf, people: list[RealPerson], embedder=None, judge=None, p
     # faces from different people's voices, each clip's own face (a person's faces averaged first sit closer
     # to everyone's: that read 0.864 where this reads 0.882), against photos of different people
     out["variety"] = mean_pairwise_distance(e_fake, np.array([i for i, _ in clips]))
-    out["variety photos"] = mean_pairwise_distance(e_real, np.array([j for j, p in enumerate(people) for _ in p.photos]))
+    out["variety photos"] = mean_pairwise_distance(
+        e_real, np.array([j for j, p in enumerate(people) for _ in p.photos])
+    )
     out["variety ratio"] = out["variety"] / out["variety photos"]
     spreads, agree = [], []
     for j in range(min(SAMPLED_VOICES, len(people))):
