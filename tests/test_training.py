@@ -204,6 +204,7 @@ INIT_FROM_COMMAND_LINE = {
     "experiments/s2tf-real-faces-pose-alone.json",
     "experiments/s2tf-real-faces-pose-mouth.json",
     "experiments/s2tf-real-faces-pose-mouth-40k.json",
+    "experiments/s2tf-real-faces-pose-mouth-g-only-46k.json",
 }
 FROM_SCRATCH = {
     "s2tf-cpu.json",
