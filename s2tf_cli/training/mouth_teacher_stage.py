@@ -32,6 +32,7 @@ from ..models.mel import LOG_FLOOR
 from ..models.s2tf import S2TFModel
 from . import checkpoint
 from .config import TrainConfig
+from .pose_reader_stage import learning_rate  # warm-up over 5 % of the steps, then a cosine to 0
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +140,6 @@ def is_dev(person: str, share: float) -> bool:
     from ..data.holdout import _unit
 
     return _unit(f"mouth-teacher/{person}") < share
-
-
-def learning_rate(step: int, total: int, peak: float) -> float:
-    rise = max(1, total // 20)
-    if step < rise:
-        return peak * (step + 1) / rise
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - rise) / max(1, total - rise)))
 
 
 @torch.no_grad()
