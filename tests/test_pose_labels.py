@@ -355,3 +355,41 @@ def test_pose_render_share_reads_back_what_g_draws():
     assert pose_render_share(model, identities=4) == [pytest.approx(1.0), LOWEST, LOWEST]
     cfg.pose_scale = []
     assert pose_render_share(model) == []
+
+
+def test_the_pose_cycle_can_be_read_by_the_pose_reader(faceset, tmp_path):
+    from s2tf_cli.training.face_prior import POSE_DIMS, FacePriorModule
+
+    posed, _ = _posed_faceset(faceset, tmp_path)
+    faces = FaceSet(posed, 32)
+    cfg = faces_config(posed, tmp_path / "none")
+    cfg.faces.pose, cfg.faces.pose_cycle, cfg.faces.mouth, cfg.faces.pose_cycle_reader = 1.0, 0.5, 1.0, True
+    cfg.model.pose_center, cfg.model.pose_scale, cfg.model.pose_reader = [0.0, 0.5, 0.0], [0.2, 0.1, 0.05], [8] * 5
+    module = FacePriorModule(cfg)
+    module.set_training()
+    image = torch.rand(3, 3, 32, 32, requires_grad=True)
+    got = module.pose_of(image, POSE_DIMS + 1)
+    reader, e_ir = module.model.pose_reader, module.model.visual_irrelevant
+    e_ir.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(got[:, :3], reader(image))  # the pose entries: the reader's
+        torch.testing.assert_close(got[:, 3:], e_ir(image)[:, 3 : POSE_DIMS + 1])  # the mouth entry: E_ir^v's
+    got.sum().backward()
+    assert image.grad.abs().sum() > 0, "G answers for the reading"
+    assert all(p.grad is None for p in reader.parameters()), "the reader is a frozen judge"
+    loss, metrics, _ = module(faces.draw(8, np.random.default_rng(3)), "g", 0)
+    assert torch.isfinite(loss) and np.isfinite(float(metrics["pose_cycle"]))
+    cfg.model.pose_reader = []
+    with pytest.raises(ValueError, match="needs a model with a pose reader"):
+        FacePriorModule(cfg).pose_of(image)
+
+
+def test_a_reader_read_pose_cycle_needs_weights_that_carry_a_trained_reader(faceset, ge2e_file, tmp_path):
+    from s2tf_cli.training.trainer import train
+
+    posed, _ = _posed_faceset(faceset, tmp_path)
+    cfg = faces_config(posed, ge2e_file)
+    cfg.faces.pose, cfg.faces.pose_cycle, cfg.faces.pose_cycle_reader, cfg.pose_reader = 1.0, 0.5, True, [8] * 5
+    with pytest.raises(ValueError, match="give --init weights that carry one"):
+        train(cfg, tmp_path / "run", cpu=True)
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())

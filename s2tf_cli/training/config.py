@@ -70,6 +70,8 @@ class FacePriorLoss:
     mapping_lr: float = 0.1  # the mapping MLP's lr as a fraction of G's (StyleGAN2: 0.01)
     pose: float = 0.0  # f_ir^v[:, :3] regresses the target's standardised yaw, pitch, roll (face set pose.csv)
     pose_cycle: float = 0.0  # E_ir^v (frozen for this term) reads back from each drawn face the pose it was given
+    pose_cycle_reader: bool = False  # the cycle's pose entries read by the model's pose reader (frozen) instead:
+    # G can satisfy E_ir^v's reading while the landmarks' yaw drifts (run 24); the reader reads geometry
     mouth: float = 0.0  # with `pose`: f_ir^v's entry after the pose entries regresses the target's standardised
     # mouth opening (pose.csv), G draws the target from it, and the cycle reads it back, as for pose
     pose_alone: float = 0.0  # share of labelled targets G draws from their pose entries alone (the rest of f_ir

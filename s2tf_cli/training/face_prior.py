@@ -87,8 +87,15 @@ class FacePriorModule(nn.Module):
 
     def pose_of(self, image: torch.Tensor, dims: int = POSE_DIMS) -> torch.Tensor:
         """The pose (and mouth) E_ir^v reads in generated images, its weights left as they are (G alone
-        answers for it)."""
-        return _frozen_call(self.model.visual_irrelevant, image)[:, :dims]
+        answers for it); the pose entries from the pose reader with `faces.pose_cycle_reader`."""
+        read = _frozen_call(self.model.visual_irrelevant, image)[:, :dims]
+        reader = self.model.pose_reader
+        if not self.cfg.faces.pose_cycle_reader:
+            return read
+        if reader is None:
+            raise ValueError("faces.pose_cycle_reader needs a model with a pose reader (model.pose_reader)")
+        pose = _frozen_call(reader, image).to(read.dtype)
+        return torch.cat([pose[:, :dims], read[:, pose.shape[1] :]], dim=1)
 
     def forward(self, batch: dict, part: str, step: int = 0, fake: torch.Tensor | None = None):
         if part == "encoder":  # an identity run: E_id^v, W and the attribute heads alone
@@ -313,6 +320,8 @@ def train_face_prior(
                              "(`s2tf data pose` again)")  # fmt: skip
         cfg.model.mouth_center = round(float(faces.mouth_center), 5)
         cfg.model.mouth_scale = round(float(faces.mouth_scale), 5)
+    if cfg.faces.pose_cycle_reader and not cfg.model.pose_reader:  # its weights come with --init
+        cfg.model.pose_reader = list(cfg.pose_reader)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "train_config.json")
@@ -353,6 +362,9 @@ def train_face_prior(
             _truncate_logs(out, start)
     elif cfg.init:
         init_steps = warm_start(module, ema, cfg.init, cfg.reinit)
+    elif cfg.faces.pose_cycle_reader:
+        raise ValueError("faces.pose_cycle_reader reads G's pose with a trained pose reader: give --init weights "
+                         "that carry one (e.g. s2tf-real)")  # fmt: skip
     if cfg.generator_init and not restored:
         fresh = transfer_generator(m.generator, ema, cfg.generator_init)
         log.info("generator from %s; fresh: %s", cfg.generator_init, ", ".join(fresh) or "nothing")
