@@ -91,6 +91,22 @@ def mouthed_real_weights(tmp_path_factory, posed_real_weights) -> Path:
 
 
 @pytest.fixture(scope="module")
+def readered_real_weights(tmp_path_factory, posed_real_weights) -> Path:
+    """`posed_real_weights` with a pose reader of the recipes' widths (what a reader-read pose cycle needs)."""
+    import dataclasses
+
+    from s2tf_cli.hub import load_model, resolve, save_folder
+    from s2tf_cli.models.s2tf import S2TFModel
+    from s2tf_cli.training.config import TrainConfig
+
+    posed = load_model(resolve(str(posed_real_weights)))
+    model = S2TFModel(dataclasses.replace(posed.cfg, pose_reader=list(TrainConfig().pose_reader)))
+    missing, unexpected = model.load_state_dict(posed.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("pose_reader.") for k in missing)
+    return save_folder(model, tmp_path_factory.mktemp("w") / "cpu-real-readered", "test weights with a pose reader")
+
+
+@pytest.fixture(scope="module")
 def real_voiceset(tmp_path_factory, s2f_tree, libri_tree, face_folders, real_weights) -> Path:
     from s2tf_cli.data.voiceset import build_voiceset
     from s2tf_cli.hub import load_model, resolve
@@ -159,6 +175,8 @@ def test_every_recipe_warm_starts_and_takes_a_step(name, prepared_corpus, facese
         faceset = request.getfixturevalue("posed_faceset")
     if recipe.get("steps", {}).get("pose_reader"):  # it continues weights whose f_ir carries pose entries
         real_weights = request.getfixturevalue("posed_real_weights")
+    if recipe.get("faces", {}).get("pose_cycle_reader"):  # G's pose read back by the weights' own reader
+        real_weights = request.getfixturevalue("readered_real_weights")
     if recipe.get("steps", {}).get("mouth_teacher"):  # weights with a mouth entry; the teacher speaks real voices
         real_weights = request.getfixturevalue("mouthed_real_weights")
         args += ["--voices", str(request.getfixturevalue("s2f_tree"))]
