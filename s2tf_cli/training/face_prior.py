@@ -59,6 +59,8 @@ class FacePriorModule(nn.Module):
     def __init__(self, cfg: TrainConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.faces.pose_cycle_reader and not cfg.model.pose_reader:
+            raise ValueError("faces.pose_cycle_reader needs a model with a pose reader (model.pose_reader)")
         self.model = S2TFModel(cfg.model)
         # E_s^a does not train here: until a content stage does, it says "no mouth motion" (f_s^a = 0), so a
         # face drawn from this stage's export is G(f_id, f_ir^pose) and not offset by a random content vector.
@@ -89,12 +91,9 @@ class FacePriorModule(nn.Module):
         """The pose (and mouth) E_ir^v reads in generated images, its weights left as they are (G alone
         answers for it); the pose entries from the pose reader with `faces.pose_cycle_reader`."""
         read = _frozen_call(self.model.visual_irrelevant, image)[:, :dims]
-        reader = self.model.pose_reader
         if not self.cfg.faces.pose_cycle_reader:
             return read
-        if reader is None:
-            raise ValueError("faces.pose_cycle_reader needs a model with a pose reader (model.pose_reader)")
-        pose = _frozen_call(reader, image).to(read.dtype)
+        pose = _frozen_call(self.model.pose_reader, image).to(read.dtype)
         return torch.cat([pose[:, :dims], read[:, pose.shape[1] :]], dim=1)
 
     def forward(self, batch: dict, part: str, step: int = 0, fake: torch.Tensor | None = None):
