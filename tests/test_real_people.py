@@ -484,3 +484,52 @@ def test_speech_flicker_is_change_outside_the_speech_region_over_change_in_the_m
     outside = 100 * 4 * s / (s * s - 18 * 24)
     assert speech_flicker(frames) == pytest.approx(outside / mouth, rel=1e-5)
     assert np.isnan(speech_flicker(frames[:1]))
+
+
+def test_the_anchor_holds_drawn_faces_to_a_frozen_teachers_at_low_resolution(faceset, ge2e_file, tmp_path):
+    from s2tf_cli.hub import save_folder
+    from s2tf_cli.models.s2tf import S2TFModel
+    from s2tf_cli.training.face_batches import FaceSet
+    from s2tf_cli.training.face_prior import FacePriorModule
+
+    cfg = faces_config(faceset, ge2e_file)
+    cfg.faces.anchor = 1.0
+    with pytest.raises(ValueError, match="needs anchor_init"):
+        FacePriorModule(cfg)
+    cfg.anchor_init = "set below"
+    torch.manual_seed(0)
+    module = FacePriorModule(cfg)
+    module.anchor_to(str(save_folder(module.model, tmp_path / "same", "G itself")))
+    module.set_training()
+    plain = FacePriorModule(dataclasses.replace(cfg, faces=dataclasses.replace(cfg.faces, anchor=0.0)))
+    assert module.state_dict().keys() == plain.state_dict().keys()  # the teacher stays out of checkpoints
+    batch = FaceSet(faceset, cfg.model.image_size).draw(4, np.random.default_rng(0))
+    _, metrics, _ = module(batch, "g", 0)
+    assert float(metrics["anchor"]) < 1e-5  # the teacher is G itself
+    torch.manual_seed(1)
+    module.anchor_to(str(save_folder(S2TFModel(cfg.model), tmp_path / "other", "another G")))
+    loss, metrics, _ = module(batch, "g", 0)
+    assert float(metrics["anchor"]) > 1e-3
+    loss.backward()
+    assert all(p.grad is None for p in module._anchor[0].parameters()), "the teacher is frozen"
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.generator.parameters())
+    wider = dataclasses.replace(cfg.model.generator, channels=[c * 2 for c in cfg.model.generator.channels])
+    misfit = save_folder(S2TFModel(dataclasses.replace(cfg.model, generator=wider)), tmp_path / "wide", "wider G")
+    with pytest.raises(ValueError, match=r"wide: its generator differs from the recipe's \(\d+ keys"):
+        module.anchor_to(str(misfit))
+
+
+def test_an_anchored_faces_run_logs_the_anchor_and_resumes(faceset, ge2e_file, tmp_path):
+    from s2tf_cli.hub import save_folder
+    from s2tf_cli.models.s2tf import S2TFModel
+    from s2tf_cli.training.trainer import train
+
+    cfg = faces_config(faceset, ge2e_file)
+    torch.manual_seed(2)
+    cfg.faces.anchor, cfg.anchor_init = 2.0, str(save_folder(S2TFModel(cfg.model), tmp_path / "teacher", "G"))
+    train(cfg, tmp_path / "run", cpu=True, max_steps=2)
+    train(cfg, tmp_path / "run", cpu=True)  # resumes at 2 with a fresh teacher: none is in the checkpoint
+    with open(tmp_path / "run" / "metrics-faces.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(float(r["anchor"]) > 0 for r in rows)

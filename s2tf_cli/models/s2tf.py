@@ -101,5 +101,8 @@ class S2TFModel(nn.Module):
         """G(cat(f_id, f_ir)). f_id is L2-normalised (scaled to sqrt(id_dim)) first: the identity
         space is angular (ArcFace, cosine contrastive loss), so only its direction may reach G, which
         is what lets an audio f_id stand in for a visual one."""
-        f_id = F.normalize(f_id, dim=-1) * self.cfg.id_dim**0.5
-        return self.generator(torch.cat([f_id, f_ir], dim=-1), noise)
+        return self.generator(self.generator_input(f_id, f_ir), noise)
+
+    def generator_input(self, f_id: torch.Tensor, f_ir: torch.Tensor) -> torch.Tensor:
+        """What G is given for (f_id, f_ir), for `generate` and for another G that stands in for this one."""
+        return torch.cat([F.normalize(f_id, dim=-1) * self.cfg.id_dim**0.5, f_ir], dim=-1)

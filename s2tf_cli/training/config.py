@@ -74,6 +74,9 @@ class FacePriorLoss:
     # G can satisfy E_ir^v's reading while the landmarks' yaw drifts (run 24); the reader reads geometry
     mouth: float = 0.0  # with `pose`: f_ir^v's entry after the pose entries regresses the target's standardised
     # mouth opening (pose.csv), G draws the target from it, and the cycle reads it back, as for pose
+    anchor: float = 0.0  # L1 at `rec_size` between every drawn face and the face a frozen teacher G (the
+    # top-level `anchor_init`) draws from the same codes: G may sharpen its texture (KID) but keeps the teacher's
+    # layout and head turn (runs 24-25 lost some of the landmarks' yaw as KID fell)
     pose_alone: float = 0.0  # share of labelled targets G draws from their pose entries alone (the rest of f_ir
     # zero): the rest of f_ir^v carries pose too, and G that reads it there turns the head by a quarter of
     # what the pose entries alone ask, as `talk`'s head motion asks it
@@ -110,6 +113,8 @@ class TrainConfig:
     # this one: every key of the same name and shape (const, blocks, to_rgb, the mapping's later layers), e.g. the
     # 128 px default's first 64 px; the rest (the mapping's first layer, `input`) starts fresh. A GAN that already
     # draws faces learns real photos in thousands of steps where one from noise needs tens of thousands
+    anchor_init: str = ""  # weights (folder, registry name or Hub id) whose generator is the frozen teacher of
+    # `faces.anchor` (same generator layout as the recipe's; every key checked)
     audio_identity_init: str = ""  # safetensors file of a pretrained GE2E speaker encoder (`s2tf data ge2e`) that
     # E_id^a's backbone starts from, for audio_identity.backbone "ge2e" (loaded strictly; not on a resume)
     frozen: list[str] = field(default_factory=list)  # model parts that train in no stage (e.g. the visual

@@ -18,10 +18,14 @@ on real photos of ~10k people, and G is asked for faces at novel identities too:
   labelled target from its label in those entries, the novel-identity faces from another photo's pose, and
   every drawn face is asked to show the pose it was given, read back by E_ir^v (`faces.pose_cycle`), so
   `--pose` turns the head and head motion can be written into f_ir directly.
+- An anchor (`faces.anchor`, for a run that continues a shipped G): every drawn face is held at low
+  resolution to what a frozen teacher G draws from the same codes, so a G sharpened by D keeps the
+  teacher's layout and head turn.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -48,7 +52,7 @@ AGE_SCALE = 50.0  # years per unit of the age head's output
 # Every row of metrics-faces.csv has these columns (NaN where a step did not compute one: R1 is lazy,
 # the identity term starts late, a batch may hold no labelled photo).
 METRICS = ("loss_g", "adv_g", "rec_low", "rec_mouth", "id_cos", "arcface", "arcface_acc", "gender_acc", "age_mae",
-           "loss_d", "d_real", "d_fake", "r1", "pose_err", "pose_cycle", "mouth_err")  # fmt: skip
+           "loss_d", "d_real", "d_fake", "r1", "pose_err", "pose_cycle", "mouth_err", "anchor")  # fmt: skip
 POSE_DIMS = 3  # yaw, pitch, roll: f_ir^v[:, :3] when a run teaches pose
 IDENTITY_METRICS = ("loss_g", "arcface", "arcface_acc", "gender_acc", "age_mae")
 
@@ -61,7 +65,10 @@ class FacePriorModule(nn.Module):
         self.cfg = cfg
         if cfg.faces.pose_cycle_reader and not cfg.model.pose_reader:
             raise ValueError("faces.pose_cycle_reader needs a model with a pose reader (model.pose_reader)")
+        if cfg.faces.anchor and not cfg.anchor_init:
+            raise ValueError("faces.anchor needs anchor_init: the weights whose generator the faces are anchored to")
         self.model = S2TFModel(cfg.model)
+        self._anchor: list[nn.Module] = []  # the frozen teacher G (`anchor_to`), in a list: not in state dicts
         # E_s^a does not train here: until a content stage does, it says "no mouth motion" (f_s^a = 0), so a
         # face drawn from this stage's export is G(f_id, f_ir^pose) and not offset by a random content vector.
         nn.init.zeros_(self.model.audio_content.fc.weight)
@@ -82,6 +89,22 @@ class FacePriorModule(nn.Module):
         for name in self.cfg.frozen:
             getattr(m, name).requires_grad_(False)
             getattr(m, name).eval()
+
+    def anchor_to(self, weights: str) -> None:
+        """The frozen teacher of `faces.anchor`: a copy of G holding the generator of `weights`."""
+        from ..hub import load_model, resolve
+
+        teacher = copy.deepcopy(self.model.generator)
+        theirs = load_model(resolve(weights)).generator.state_dict()
+        mine = teacher.state_dict()
+        misfit = sorted(k for k in mine.keys() | theirs.keys() if k not in mine or k not in theirs
+                        or mine[k].shape != theirs[k].shape)  # fmt: skip
+        if misfit:
+            raise ValueError(
+                f"{weights}: its generator differs from the recipe's ({len(misfit)} keys, e.g. {misfit[0]})"
+            )
+        teacher.load_state_dict(theirs, strict=True)
+        self._anchor[:] = [teacher.requires_grad_(False).eval()]
 
     def identity_of(self, image: torch.Tensor) -> torch.Tensor:
         """f_id^v of generated images with E_id^v's weights and batch-norm statistics left as they are."""
@@ -207,6 +230,16 @@ class FacePriorModule(nn.Module):
             cycle = F.smooth_l1_loss(self.pose_of(all_fake, told_dims).float(), asked)
             metrics["pose_cycle"] = cycle.detach()
             loss = loss + w.pose_cycle * cycle
+        if w.anchor:
+            teacher = self._anchor[0]
+            if next(teacher.parameters()).device != all_fake.device:
+                teacher.to(all_fake.device)
+            with torch.no_grad():
+                ref = teacher(m.generator_input(torch.cat(codes), torch.cat(irs)))
+            s = w.rec_size
+            anchor = (F.adaptive_avg_pool2d(all_fake.float(), s) - F.adaptive_avg_pool2d(ref.float(), s)).abs().mean()
+            metrics["anchor"] = anchor.detach()
+            loss = loss + w.anchor * anchor
         metrics["loss_g"] = loss.detach()
         return loss, metrics, all_fake
 
@@ -332,6 +365,8 @@ def train_face_prior(
     log.info("face set: %d photos, %d labelled people", len(faces), faces.num_labels)
     torch.manual_seed(cfg.seed)
     module = FacePriorModule(cfg)
+    if cfg.faces.anchor:
+        module.anchor_to(cfg.anchor_init)
     m = module.model
     gen_main = [p for n, p in m.generator.named_parameters() if not n.startswith("mapping.")]
     enc = [
