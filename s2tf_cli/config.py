@@ -43,7 +43,6 @@ ADDED_KEYS = frozenset(
         "mouth_center",
         "mouth_scale",
         "pose_render",
-        "pose_gain",
         "voice_shift",
         "pose_reader",
     }
@@ -173,11 +172,6 @@ class ModelConfig:
     # training/pose_render.py): `talk`'s head motion asks for 1/share so the head turns as far as stated.
     # Empty: taken as 1.
     pose_render: list[float] = field(default_factory=list)
-    # Per pose entry, the gain on a reference's or a pose video's pose entries as read (`face --pose`, `talk
-    # --pose`): the reader's readings lean toward the set's mean pose and G draws less of a turn than asked, so
-    # the drawn face turned 0.69 as far as the reference (landmark yaw, training people). Chosen on training
-    # people's photos with the landmark judge (docs/training-real-people.md). Empty: taken as 1.
-    pose_gain: list[float] = field(default_factory=list)
     # Mean unit f_id^v of the voice stage's training people's photos minus the mean unit f_id^a of their
     # voices (training/voice_stage.py): the voice head's outputs share a direction no photo has, so G, which
     # learnt from photos, draws a voice's f_id after this is added. Empty: nothing added. Retrieval uses f_id^a.

@@ -272,16 +272,7 @@ class S2TF:
     def pose_feature(self, image: str | Path | np.ndarray, aligned: bool = False) -> torch.Tensor:
         """f_ir^v (ir_dim,) of a reference face: its head pose (and expression)."""
         _, f_ir = self._encode_images([self._face_crop(image, aligned)])
-        return self._asked_pose(f_ir)[0]
-
-    def _asked_pose(self, f_ir: torch.Tensor) -> torch.Tensor:
-        """f_ir read off a reference, its pose entries times the weights' `pose_gain` (what G is asked)."""
-        gain = self.cfg.pose_gain
-        if not gain:
-            return f_ir
-        scale = torch.ones(f_ir.shape[-1], dtype=f_ir.dtype, device=f_ir.device)
-        scale[: len(gain)] = torch.tensor(gain, dtype=f_ir.dtype)
-        return f_ir * scale
+        return f_ir[0]
 
     def pose_track(self, video: str | Path, fps: float, n_frames: int) -> torch.Tensor:
         """(n_frames, ir_dim) f_ir^v of a pose video's face at `fps`, smoothed over 3 frames; a video
@@ -292,7 +283,7 @@ class S2TF:
             for i in range(0, len(crops), 32):
                 batch = torch.stack([images.to_tensor(c) for c in crops[i : i + 32]]).to(self.device)
                 feats.append(self.model.irrelevant(batch).float())
-        track = self._asked_pose(torch.cat(feats))
+        track = torch.cat(feats)
         if len(track) > 2:
             padded = torch.cat([track[:1], track, track[-1:]])
             track = (padded[:-2] + padded[1:-1] + padded[2:]) / 3

@@ -154,29 +154,6 @@ def test_talk_moves_the_head_only_where_the_weights_carry_pose(posed_weights, pi
         posed.talk_frames(wav, motion="wild")
 
 
-def test_a_references_pose_entries_are_asked_times_the_weights_pose_gain(posed_weights, pose_image, tmp_path):
-    import imageio_ffmpeg
-    from PIL import Image
-
-    from s2tf_cli.pipeline import S2TF
-
-    posed = S2TF.from_pretrained(posed_weights, device="cpu")
-    video = tmp_path / "pose.mp4"
-    base = np.asarray(Image.open(pose_image).convert("RGB").resize((160, 160)))
-    writer = imageio_ffmpeg.write_frames(str(video), (160, 160), fps=25, macro_block_size=2, ffmpeg_log_level="error")
-    writer.send(None)
-    for k in range(8):
-        writer.send(np.ascontiguousarray(np.roll(base, 3 * k, axis=1)))
-    writer.close()
-    read, track = posed.pose_feature(pose_image), posed.pose_track(video, 25.0, 8)
-    posed.cfg.pose_gain = [1.5, 0.5]  # yaw and pitch; roll and the rest as read
-    gain = torch.ones(posed.cfg.ir_dim)
-    gain[:2] = torch.tensor([1.5, 0.5])
-    torch.testing.assert_close(posed.pose_feature(pose_image), read * gain)
-    torch.testing.assert_close(posed.pose_track(video, 25.0, 8), track * gain)
-    posed.cfg.pose_gain = []
-
-
 def test_live_talker_moves_the_head_as_talk_does(posed_weights):
     from s2tf_cli.live import LiveTalker
     from s2tf_cli.pipeline import S2TF
