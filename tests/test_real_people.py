@@ -513,6 +513,17 @@ def test_the_anchor_holds_drawn_faces_to_a_frozen_teachers_at_low_resolution(fac
     loss.backward()
     assert all(p.grad is None for p in module._anchor[0].parameters()), "the teacher is frozen"
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.generator.parameters())
+    with pytest.raises(ValueError, match="anchor_mouth needs faces.mouth"):
+        FacePriorModule(dataclasses.replace(cfg, faces=dataclasses.replace(cfg.faces, anchor_mouth=1.0)))
+    module.zero_grad()
+    f_id, f_ir = torch.randn(6, cfg.model.id_dim), torch.randn(6, cfg.model.ir_dim)
+    got = module._mouth_anchor(f_id, f_ir, metrics)
+    assert got.item() > 1e-3 and float(metrics["anchor_mouth"]) == got.item()
+    got.backward()
+    assert all(p.grad is None for p in module._anchor[0].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.generator.parameters())
+    module.anchor_to(str(tmp_path / "same"))
+    assert module._mouth_anchor(f_id, f_ir, metrics) < 1e-5  # G itself: the same mouths
     wider = dataclasses.replace(cfg.model.generator, channels=[c * 2 for c in cfg.model.generator.channels])
     misfit = save_folder(S2TFModel(dataclasses.replace(cfg.model, generator=wider)), tmp_path / "wide", "wider G")
     with pytest.raises(ValueError, match=r"wide: its generator differs from the recipe's \(\d+ keys"):

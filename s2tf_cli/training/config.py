@@ -77,6 +77,10 @@ class FacePriorLoss:
     anchor: float = 0.0  # L1 at `rec_size` between every drawn face and the face a frozen teacher G (the
     # top-level `anchor_init`) draws from the same codes: G may sharpen its texture (KID) but keeps the teacher's
     # layout and head turn (runs 24-25 lost some of the landmarks' yaw as KID fell)
+    anchor_mouth: float = 0.0  # with `mouth`: a full-resolution L1 in the mouth box between G's and the teacher's
+    # faces for half the batch's codes with the mouth entry set anew across speech's range: the voice drives that
+    # entry at `talk`, and a GAN continuation let G follow it less (run 26: dev 0.96 -> 0.93, docs)
+    anchor_mouth_range: list[float] = field(default_factory=lambda: [-0.5, 2.5])  # the entry's values (standardised)
     pose_alone: float = 0.0  # share of labelled targets G draws from their pose entries alone (the rest of f_ir
     # zero): the rest of f_ir^v carries pose too, and G that reads it there turns the head by a quarter of
     # what the pose entries alone ask, as `talk`'s head motion asks it

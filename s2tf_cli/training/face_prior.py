@@ -52,7 +52,8 @@ AGE_SCALE = 50.0  # years per unit of the age head's output
 # Every row of metrics-faces.csv has these columns (NaN where a step did not compute one: R1 is lazy,
 # the identity term starts late, a batch may hold no labelled photo).
 METRICS = ("loss_g", "adv_g", "rec_low", "rec_mouth", "id_cos", "arcface", "arcface_acc", "gender_acc", "age_mae",
-           "loss_d", "d_real", "d_fake", "r1", "pose_err", "pose_cycle", "mouth_err", "anchor")  # fmt: skip
+           "loss_d", "d_real", "d_fake", "r1", "pose_err", "pose_cycle", "mouth_err", "anchor",
+           "anchor_mouth")  # fmt: skip
 POSE_DIMS = 3  # yaw, pitch, roll: f_ir^v[:, :3] when a run teaches pose
 IDENTITY_METRICS = ("loss_g", "arcface", "arcface_acc", "gender_acc", "age_mae")
 
@@ -65,8 +66,10 @@ class FacePriorModule(nn.Module):
         self.cfg = cfg
         if cfg.faces.pose_cycle_reader and not cfg.model.pose_reader:
             raise ValueError("faces.pose_cycle_reader needs a model with a pose reader (model.pose_reader)")
-        if cfg.faces.anchor and not cfg.anchor_init:
+        if (cfg.faces.anchor or cfg.faces.anchor_mouth) and not cfg.anchor_init:
             raise ValueError("faces.anchor needs anchor_init: the weights whose generator the faces are anchored to")
+        if cfg.faces.anchor_mouth and not cfg.faces.mouth:
+            raise ValueError("faces.anchor_mouth needs faces.mouth: it sets the mouth entry after the pose entries")
         self.model = S2TFModel(cfg.model)
         self._anchor: list[nn.Module] = []  # the frozen teacher G (`anchor_to`), in a list: not in state dicts
         # E_s^a does not train here: until a content stage does, it says "no mouth motion" (f_s^a = 0), so a
@@ -105,6 +108,12 @@ class FacePriorModule(nn.Module):
             )
         teacher.load_state_dict(theirs, strict=True)
         self._anchor[:] = [teacher.requires_grad_(False).eval()]
+
+    def _teacher(self, device: torch.device) -> nn.Module:
+        teacher = self._anchor[0]
+        if next(teacher.parameters()).device != device:
+            teacher.to(device)
+        return teacher
 
     def identity_of(self, image: torch.Tensor) -> torch.Tensor:
         """f_id^v of generated images with E_id^v's weights and batch-norm statistics left as they are."""
@@ -231,17 +240,33 @@ class FacePriorModule(nn.Module):
             metrics["pose_cycle"] = cycle.detach()
             loss = loss + w.pose_cycle * cycle
         if w.anchor:
-            teacher = self._anchor[0]
-            if next(teacher.parameters()).device != all_fake.device:
-                teacher.to(all_fake.device)
             with torch.no_grad():
-                ref = teacher(m.generator_input(torch.cat(codes), torch.cat(irs)))
+                ref = self._teacher(all_fake.device)(m.generator_input(torch.cat(codes), torch.cat(irs)))
             s = w.rec_size
             anchor = (F.adaptive_avg_pool2d(all_fake.float(), s) - F.adaptive_avg_pool2d(ref.float(), s)).abs().mean()
             metrics["anchor"] = anchor.detach()
             loss = loss + w.anchor * anchor
+        if w.anchor_mouth:
+            loss = loss + w.anchor_mouth * self._mouth_anchor(f_id, f_ir.detach(), metrics)
         metrics["loss_g"] = loss.detach()
         return loss, metrics, all_fake
+
+    def _mouth_anchor(self, f_id: torch.Tensor, f_ir: torch.Tensor, metrics: dict) -> torch.Tensor:
+        """Full-resolution L1 in the mouth box between G's and the teacher's faces for half the batch's codes,
+        the mouth entry drawn uniformly over `anchor_mouth_range`: G keeps drawing the teacher's mouths for
+        what the voice sets there."""
+        w, m = self.cfg.faces, self.model
+        n = max(1, len(f_id) // 2)
+        lo, hi = w.anchor_mouth_range
+        ir = f_ir[:n].clone()
+        ir[:, POSE_DIMS] = torch.empty(n, device=ir.device, dtype=ir.dtype).uniform_(lo, hi)
+        drawn = m.generate(f_id[:n], ir)
+        with torch.no_grad():
+            ref = self._teacher(drawn.device)(m.generator_input(f_id[:n], ir))
+        r0, r1, c0, c1 = (int(f * drawn.shape[-1]) for f in ReconstructionLoss.MOUTH)
+        err = (drawn[:, :, r0:r1, c0:c1].float() - ref[:, :, r0:r1, c0:c1].float()).abs().mean()
+        metrics["anchor_mouth"] = err.detach()
+        return err
 
     def _d_step(self, batch: dict, fake: torch.Tensor):
         aug = self.cfg.faces.augment
@@ -365,7 +390,7 @@ def train_face_prior(
     log.info("face set: %d photos, %d labelled people", len(faces), faces.num_labels)
     torch.manual_seed(cfg.seed)
     module = FacePriorModule(cfg)
-    if cfg.faces.anchor:
+    if cfg.faces.anchor or cfg.faces.anchor_mouth:
         module.anchor_to(cfg.anchor_init)
     m = module.model
     gen_main = [p for n, p in m.generator.named_parameters() if not n.startswith("mapping.")]
