@@ -211,6 +211,7 @@ INIT_FROM_COMMAND_LINE = {
     "experiments/s2tf-real-faces-identity-3-52k.json",
     "experiments/s2tf-real-faces-anchored-mouth-54k.json",
     "experiments/s2tf-real-faces-mouth-anchor-58k.json",
+    "experiments/s2tf-real-faces-mouth-anchor-8-60k.json",
 }
 FROM_SCRATCH = {
     "s2tf-cpu.json",
