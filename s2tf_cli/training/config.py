@@ -118,7 +118,7 @@ class TrainConfig:
     # 128 px default's first 64 px; the rest (the mapping's first layer, `input`) starts fresh. A GAN that already
     # draws faces learns real photos in thousands of steps where one from noise needs tens of thousands
     anchor_init: str = ""  # weights (folder, registry name or Hub id) whose generator is the frozen teacher of
-    # `faces.anchor` (same generator layout as the recipe's; every key checked)
+    # `faces.anchor` and `faces.anchor_mouth` (same generator layout as the recipe's; every key checked)
     audio_identity_init: str = ""  # safetensors file of a pretrained GE2E speaker encoder (`s2tf data ge2e`) that
     # E_id^a's backbone starts from, for audio_identity.backbone "ge2e" (loaded strictly; not on a resume)
     frozen: list[str] = field(default_factory=list)  # model parts that train in no stage (e.g. the visual

@@ -20,7 +20,8 @@ on real photos of ~10k people, and G is asked for faces at novel identities too:
   `--pose` turns the head and head motion can be written into f_ir directly.
 - An anchor (`faces.anchor`, for a run that continues a shipped G): every drawn face is held at low
   resolution to what a frozen teacher G draws from the same codes, so a G sharpened by D keeps the
-  teacher's layout and head turn.
+  teacher's layout and head turn; the mouth anchor (`faces.anchor_mouth`) holds its mouths, at full
+  resolution, across the mouth entry's range the voice sets at `talk`.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class FacePriorModule(nn.Module):
             getattr(m, name).eval()
 
     def anchor_to(self, weights: str) -> None:
-        """The frozen teacher of `faces.anchor`: a copy of G holding the generator of `weights`."""
+        """The frozen teacher of the anchors: a copy of G holding the generator of `weights`."""
         from ..hub import load_model, resolve
 
         teacher = copy.deepcopy(self.model.generator)
