@@ -146,6 +146,7 @@ def live_in_browser(model, wav: Path, seconds: float, chromium: str, record: boo
 
     import uvicorn
     from PIL import Image
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     from s2tf_cli.web.app import ServeLimits, create_app
@@ -178,6 +179,12 @@ def live_in_browser(model, wav: Path, seconds: float, chromium: str, record: boo
             time.sleep(seconds)
             page.click("#live")
             page.wait_for_function("() => window.s2tfLive.end || window.s2tfLive.error", timeout=60_000)
+            try:  # the end message can overtake the last frames' decoding: let every sent frame land first
+                page.wait_for_function(
+                    "() => window.s2tfLive.error || s2tfLive.frames >= s2tfLive.end.sent", timeout=5_000
+                )
+            except PlaywrightTimeout:
+                pass  # a frame that never lands is the caller's to count
             out = page.evaluate("""() => ({frames: s2tfLive.frames, latencies: s2tfLive.latencies, end: s2tfLive.end,
                                           error: s2tfLive.error, rate: s2tfLive.rate, stats: document.getElementById('livestats').textContent})""")
             if record:
